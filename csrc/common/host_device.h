@@ -1,0 +1,52 @@
+// Marks the math shared by the CPU and the CUDA launchers: one definition, compiled by both.
+#pragma once
+
+#if defined(__CUDACC__)
+#define NS_HD __host__ __device__ __forceinline__
+#else
+#define NS_HD inline
+#endif
+
+#include <cstdint>
+#include <cmath>
+#include <limits>
+
+namespace noisyseg {
+
+template <typename A>
+NS_HD A ns_inf() { return std::numeric_limits<A>::infinity(); }
+
+// max that propagates NaN (std::fmax drops it; torch propagates it).
+template <typename A>
+NS_HD A nan_max(A a, A b) { return (b > a || b != b) ? b : a; }
+
+#if defined(__CUDA_ARCH__)
+NS_HD float ns_exp(float x) { return __expf(x); }
+NS_HD float ns_log(float x) { return __logf(x); }
+#else
+NS_HD float ns_exp(float x) { return std::exp(x); }
+NS_HD float ns_log(float x) { return std::log(x); }
+#endif
+NS_HD double ns_exp(double x) { return exp(x); }
+NS_HD double ns_log(double x) { return log(x); }
+
+}  // namespace noisyseg
+
+namespace noisyseg {
+
+// Records a bad input value found inside a kernel (e.g. a label out of range) in a 2-slot int64
+// flag that Python zeroes before the launch and reads after it: flag[0] = 1, flag[1] = the value.
+// Concurrent writers all store 1 and some bad value, so the race is benign.
+NS_HD void record_bad_value(int64_t* flag, int64_t value) {
+  if (!flag) return;
+#if defined(__CUDA_ARCH__)
+  flag[1] = value;
+  __threadfence();
+  flag[0] = 1;
+#else
+  __atomic_store_n(&flag[1], value, __ATOMIC_RELAXED);
+  __atomic_store_n(&flag[0], int64_t(1), __ATOMIC_RELAXED);
+#endif
+}
+
+}  // namespace noisyseg

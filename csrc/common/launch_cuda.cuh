@@ -1,0 +1,56 @@
+// Generic CUDA launcher: the twin of launch_cpu.h. One block per part, threads stride over the
+// part's contiguous slice (adjacent threads touch adjacent columns: coalesced), per-block sums of
+// acc written to partials so that the reduction order is fixed.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda_check.cuh"
+
+namespace noisyseg {
+
+template <typename A>
+__device__ __forceinline__ A warp_sum(A v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  return v;
+}
+
+template <int K, typename A, typename Body>
+__global__ void rows_cols_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, Body body) {
+  const int64_t n = rows * cols;
+  const int64_t part = blockIdx.x;
+  const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+  A acc[K > 0 ? K : 1] = {};
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const int64_t row = i / cols;
+    body(row, i - row * cols, i, acc);
+  }
+  if (K == 0 || partials == nullptr) return;
+  __shared__ A shared[K > 0 ? K : 1][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    A v = warp_sum(acc[k]);
+    if (lane == 0) shared[k][warp] = v;
+  }
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      A v = lane < warps ? shared[k][lane] : A(0);
+      v = warp_sum(v);
+      if (lane == 0) partials[part * K + k] = double(v);
+    }
+  }
+}
+
+template <int K, typename A, typename Body>
+void cuda_rows_cols(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body,
+                    uintptr_t stream, const char* what) {
+  if (rows * cols == 0 && partials == nullptr) return;
+  if (parts < 1) parts = 1;
+  rows_cols_kernel<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials, body);
+  cuda_check_launch(what);
+}
+
+}  // namespace noisyseg

@@ -1,0 +1,32 @@
+// Launch policies: an op writes its dtype dispatch once, templated on the policy, and its
+// _cpu.cpp / _cuda.cu files only instantiate it with CpuLauncher / CudaLauncher.
+#pragma once
+
+#include <cstdint>
+
+#include "launch_cpu.h"
+#if defined(__CUDACC__)
+#include "launch_cuda.cuh"
+#endif
+
+namespace noisyseg {
+
+struct CpuLauncher {
+  template <int K, typename A, typename Body>
+  void rows_cols(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
+    cpu_rows_cols<K, A>(rows, cols, parts, partials, body);
+  }
+};
+
+#if defined(__CUDACC__)
+struct CudaLauncher {
+  uintptr_t stream;
+  const char* what;
+  template <int K, typename A, typename Body>
+  void rows_cols(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
+    cuda_rows_cols<K, A>(rows, cols, parts, partials, body, stream, what);
+  }
+};
+#endif
+
+}  // namespace noisyseg

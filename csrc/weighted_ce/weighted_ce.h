@@ -1,0 +1,29 @@
+// weighted_ce: arguments and launchers (CPU always, CUDA when compiled with it).
+#pragma once
+
+#include <cstdint>
+
+namespace noisyseg {
+
+struct WceArgs {
+  int dtype = 0, label_dtype = 0;  // DType codes of logits (and weight, grads) and target
+  uintptr_t x = 0, target = 0, weight = 0, lse = 0;
+  int64_t N = 0, C = 0, S = 0, ignore_index = -100, parts = 1;
+  // forward
+  uintptr_t loss_map = 0, partials = 0, flag = 0;
+  // backward and double backward
+  uintptr_t g = 0, gws = 0, ggx = 0, ggw = 0;
+  int64_t g_stride = 1;
+  uintptr_t grad_x = 0, grad_w = 0, grad_g = 0;
+};
+
+void wce_forward_cpu(const WceArgs& a);
+void wce_backward_cpu(const WceArgs& a);
+void wce_double_backward_cpu(const WceArgs& a);
+#ifdef NOISYSEG_WITH_CUDA
+void wce_forward_cuda(const WceArgs& a, uintptr_t stream);
+void wce_backward_cuda(const WceArgs& a, uintptr_t stream);
+void wce_double_backward_cuda(const WceArgs& a, uintptr_t stream);
+#endif
+
+}  // namespace noisyseg

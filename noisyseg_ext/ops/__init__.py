@@ -1,0 +1,5 @@
+"""Fused ops: torch.library custom ops over the compiled kernels, with autograd."""
+
+from noisyseg_ext.ops.weighted_ce import weighted_ce
+
+__all__ = ["weighted_ce"]

@@ -1,0 +1,90 @@
+"""Glue between torch tensors and the compiled kernels in ``noisyseg_ext._C``.
+
+The extension takes raw pointers, sizes and the CUDA stream; this module owns everything torch:
+dtype codes, device selection, stream handles, the error flag and the fallback decision.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+try:
+    from noisyseg_ext import _C as C  # noqa: N812
+
+    IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - only without a build
+    C = None
+    IMPORT_ERROR = repr(exc)
+
+# Must match enum DType in csrc/common/scalar_types.h.
+DTYPE_CODES = {
+    torch.float16: 0, torch.bfloat16: 1, torch.float32: 2, torch.float64: 3,
+    torch.uint8: 4, torch.int32: 5, torch.int64: 6, torch.bool: 7,
+}
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+LABEL_DTYPES = (torch.uint8, torch.int32, torch.int64)
+
+_cuda_compiled = bool(C is not None and C.build_info()["cuda"])
+_warned: set[tuple[str, str]] = set()
+
+
+def has_kernel(device: torch.device) -> bool:
+    """Whether a compiled kernel exists for tensors on ``device``."""
+    if C is None:
+        return False
+    if device.type == "cpu":
+        return True
+    return device.type == "cuda" and _cuda_compiled
+
+
+def use_kernel(op: str, device: torch.device) -> bool:
+    """True when ``op`` runs compiled on ``device``; otherwise warns once and returns False,
+    and the caller runs the pure-torch reference."""
+    if has_kernel(device):
+        return True
+    key = (op, device.type)
+    if key not in _warned:
+        _warned.add(key)
+        why = "noisyseg_ext._C failed to import" if C is None else "this build has no CUDA kernels"
+        warnings.warn(f"noisyseg_ext.{op}: {why}; using the pure-torch reference on {device.type} "
+                      "(slower, same results).", RuntimeWarning, stacklevel=3)
+    return False
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The kernels' accumulation dtype: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def ptr(t: torch.Tensor | None) -> int:
+    """Data pointer of a contiguous tensor, 0 for None or an empty tensor."""
+    if t is None or t.numel() == 0:
+        return 0
+    return t.data_ptr()
+
+
+def device_args(t: torch.Tensor) -> tuple[int, int]:
+    """(device index, stream handle) for a launch on ``t``'s device: (-1, 0) on CPU."""
+    if t.device.type == "cpu":
+        return -1, 0
+    index = t.device.index if t.device.index is not None else torch.cuda.current_device()
+    return index, torch.cuda.current_stream(index).cuda_stream
+
+
+def num_parts(n: int) -> int:
+    """Number of slices for reductions: fixed by the problem size only, so sums are reproducible
+    whatever the thread count (about 2048 elements a slice, at most 2048 slices)."""
+    return max(1, min(2048, (n + 2047) // 2048))
+
+
+def new_flag(device: torch.device) -> torch.Tensor:
+    """A zeroed int64[2] error flag for a kernel to record a bad input value in."""
+    return torch.zeros(2, dtype=torch.int64, device=device)
+
+
+def flagged_value(flag: torch.Tensor) -> int | None:
+    """The bad value a kernel recorded in ``flag``, or None (synchronises on CUDA)."""
+    found, value = flag.tolist()
+    return value if found else None

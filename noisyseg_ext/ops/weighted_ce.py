@@ -1,0 +1,236 @@
+"""Pixel-weighted cross-entropy with fused backward and double backward.
+
+Three custom ops, each the derivative of the one before (math in csrc/weighted_ce/weighted_ce_math.h):
+
+* ``noisyseg::weighted_ce_fwd``      per-pixel ``w * CE`` (map or fused sum), saves log-sum-exp;
+* ``noisyseg::weighted_ce_bwd``      d/dlogits and d/dweight, itself differentiable;
+* ``noisyseg::weighted_ce_bwd_bwd``  the derivative of the backward (meta-learning's second order).
+
+Reductions other than ``sum`` divide the fused sum by fused counts in plain torch, so autograd
+handles their derivatives to every order.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops._kernels import C as _C
+
+REDUCTIONS = ("none", "mean", "sum", "weighted_mean")
+
+
+def _args(logits: Tensor, target: Tensor, weight: Optional[Tensor], lse: Tensor, ignore_index: int):
+    a = _C.WceArgs()
+    a.dtype = _kernels.DTYPE_CODES[logits.dtype]
+    a.label_dtype = _kernels.DTYPE_CODES[target.dtype]
+    a.x, a.target, a.weight, a.lse = (_kernels.ptr(logits), _kernels.ptr(target),
+                                      _kernels.ptr(weight), _kernels.ptr(lse))
+    a.N, a.C = logits.shape[0], logits.shape[1]
+    a.S = target[0].numel() if target.shape[0] > 0 else 0
+    a.ignore_index = ignore_index
+    a.parts = _kernels.num_parts(target.numel())
+    return a
+
+
+def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# forward
+
+@torch.library.custom_op("noisyseg::weighted_ce_fwd", mutates_args=())
+def _fwd(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
+         want_map: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
+    lse (N, *spatial) accumulation dtype, number of non-ignored pixels (0-dim float64),
+    sum of weight over non-ignored pixels (0-dim, accumulation dtype))."""
+    logits, target, weight = logits.contiguous(), target.contiguous(), _contig(weight)
+    acc = _kernels.acc_dtype(logits.dtype)
+    lse = torch.empty(target.shape, dtype=acc, device=logits.device)
+    loss_map = torch.empty(target.shape, dtype=logits.dtype, device=logits.device) if want_map else None
+    a = _args(logits, target, weight, lse, ignore_index)
+    partials = torch.zeros((a.parts, 3), dtype=torch.float64, device=logits.device)
+    flag = _kernels.new_flag(logits.device)
+    a.loss_map, a.partials, a.flag = _kernels.ptr(loss_map), _kernels.ptr(partials), _kernels.ptr(flag)
+    _C.weighted_ce_forward(a, *_kernels.device_args(logits))
+    bad = _kernels.flagged_value(flag)
+    if bad is not None:
+        raise ValueError(f"weighted_ce: target holds {bad}, outside [0, {logits.shape[1]}) "
+                         f"and not ignore_index={ignore_index}")
+    stats = partials.sum(0)
+    out = loss_map if want_map else stats[0].to(acc, copy=True)
+    return out, lse, stats[1].clone(), stats[2].to(acc, copy=True)
+
+
+@_fwd.register_fake
+def _fwd_fake(logits, target, weight, ignore_index, want_map):
+    acc = _kernels.acc_dtype(logits.dtype)
+    out = (logits.new_empty(target.shape) if want_map else logits.new_empty((), dtype=acc))
+    return (out, logits.new_empty(target.shape, dtype=acc), logits.new_empty((), dtype=torch.float64),
+            logits.new_empty((), dtype=acc))
+
+
+def _fwd_setup(ctx, inputs, output):
+    logits, target, weight, ignore_index, want_map = inputs
+    ctx.save_for_backward(logits, target, weight, output[1])
+    ctx.ignore_index = ignore_index
+    ctx.out_shape = output[0].shape
+
+
+def _fwd_backward(ctx, g_out, g_lse, g_count, g_wsum):
+    logits, target, weight, lse = ctx.saved_tensors
+    acc = lse.dtype
+    need_w = weight is not None and ctx.needs_input_grad[2]
+    if not (ctx.needs_input_grad[0] or need_w):
+        return None, None, None, None, None
+    g = (g_out.to(acc) if g_out is not None else lse.new_zeros(ctx.out_shape)).contiguous()
+    gws = g_wsum.to(acc) if g_wsum is not None else lse.new_zeros(())
+    gx, gw = torch.ops.noisyseg.weighted_ce_bwd(g, gws, logits, target, weight, lse, ctx.ignore_index, need_w)
+    return gx, None, (gw if need_w else None), None, None
+
+
+_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+
+
+# ----------------------------------------------------------------------------------------------
+# backward
+
+@torch.library.custom_op("noisyseg::weighted_ce_bwd", mutates_args=())
+def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optional[Tensor], lse: Tensor,
+         ignore_index: int, need_weight_grad: bool) -> tuple[Tensor, Tensor]:
+    """g: (N, *spatial) or 0-dim upstream gradient per pixel (accumulation dtype); gws: 0-dim
+    gradient of the weight sum. Returns (grad_logits like logits, grad_weight like weight, or an
+    empty tensor when not asked for)."""
+    logits, target, weight, g = logits.contiguous(), target.contiguous(), _contig(weight), g.contiguous()
+    grad_x = torch.empty_like(logits)
+    grad_w = (torch.empty_like(weight) if (weight is not None and need_weight_grad)
+              else logits.new_empty(0))
+    a = _args(logits, target, weight, lse.contiguous(), ignore_index)
+    a.g, a.g_stride, a.gws = _kernels.ptr(g), (1 if g.dim() > 0 else 0), _kernels.ptr(gws.contiguous())
+    a.grad_x, a.grad_w = _kernels.ptr(grad_x), _kernels.ptr(grad_w)
+    _C.weighted_ce_backward(a, *_kernels.device_args(logits))
+    return grad_x, grad_w
+
+
+@_bwd.register_fake
+def _bwd_fake(g, gws, logits, target, weight, lse, ignore_index, need_weight_grad):
+    grad_w = torch.empty_like(weight) if (weight is not None and need_weight_grad) else logits.new_empty(0)
+    return torch.empty_like(logits), grad_w
+
+
+def _bwd_setup(ctx, inputs, output):
+    g, gws, logits, target, weight, lse, ignore_index, need_weight_grad = inputs
+    ctx.save_for_backward(g, logits, target, weight, lse)
+    ctx.ignore_index = ignore_index
+    ctx.need_weight_grad = need_weight_grad
+
+
+def _bwd_backward(ctx, ggx, ggw):
+    g, logits, target, weight, lse = ctx.saved_tensors
+    if not ctx.need_weight_grad or weight is None or (ggw is not None and ggw.numel() == 0):
+        ggw = None
+    if ggx is None and ggw is None:
+        return (None,) * 8
+    d_x, d_g_map, d_w = torch.ops.noisyseg.weighted_ce_bwd_bwd(
+        _contig(ggx), _contig(ggw), g, logits, target, weight, lse, ctx.ignore_index)
+    d_g = d_g_map.sum() if g.dim() == 0 else d_g_map
+    d_gws = None
+    if ggw is not None:
+        valid = target.long() != ctx.ignore_index
+        d_gws = torch.where(valid, ggw.to(lse.dtype), torch.zeros((), dtype=lse.dtype, device=lse.device)).sum()
+    return d_g, d_gws, d_x, None, (d_w if weight is not None else None), None, None, None
+
+
+_bwd.register_autograd(_bwd_backward, setup_context=_bwd_setup)
+
+
+# ----------------------------------------------------------------------------------------------
+# double backward (not differentiable further)
+
+@torch.library.custom_op("noisyseg::weighted_ce_bwd_bwd", mutates_args=())
+def _bwd_bwd(ggx: Optional[Tensor], ggw: Optional[Tensor], g: Tensor, logits: Tensor, target: Tensor,
+             weight: Optional[Tensor], lse: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns (d logits like logits, d g per pixel (N, *spatial) accumulation dtype,
+    d weight like weight or empty)."""
+    logits, target, weight, g = logits.contiguous(), target.contiguous(), _contig(weight), g.contiguous()
+    d_x = torch.empty_like(logits)
+    d_g = torch.empty(target.shape, dtype=lse.dtype, device=logits.device)
+    d_w = torch.empty_like(weight) if weight is not None else logits.new_empty(0)
+    a = _args(logits, target, weight, lse.contiguous(), ignore_index)
+    a.g, a.g_stride = _kernels.ptr(g), (1 if g.dim() > 0 else 0)
+    a.ggx, a.ggw = _kernels.ptr(_contig(ggx)), _kernels.ptr(_contig(ggw))
+    a.grad_x, a.grad_g, a.grad_w = _kernels.ptr(d_x), _kernels.ptr(d_g), _kernels.ptr(d_w)
+    _C.weighted_ce_double_backward(a, *_kernels.device_args(logits))
+    return d_x, d_g, d_w
+
+
+@_bwd_bwd.register_fake
+def _bwd_bwd_fake(ggx, ggw, g, logits, target, weight, lse, ignore_index):
+    d_w = torch.empty_like(weight) if weight is not None else logits.new_empty(0)
+    return torch.empty_like(logits), logits.new_empty(target.shape, dtype=lse.dtype), d_w
+
+
+# ----------------------------------------------------------------------------------------------
+# public function
+
+def _validate(logits, target, weight, ignore_index, reduction) -> None:
+    op = "weighted_ce"
+    _checks.check_floating("logits", logits, op)
+    _checks.check_labels("target", target, op)
+    if logits.dim() < 2 or logits.dim() > 5:
+        raise ValueError(f"{op}: logits must be (N, C, *spatial) with 0 to 3 spatial dims; got shape {tuple(logits.shape)}")
+    if logits.shape[1] < 1:
+        raise ValueError(f"{op}: logits has C = 0 classes (shape {tuple(logits.shape)})")
+    expected = (logits.shape[0], *logits.shape[2:])
+    _checks.check_shape("target", target, expected, op, f"logits is {tuple(logits.shape)}: target must be (N, *spatial)")
+    if weight is not None:
+        _checks.check_floating("weight", weight, op)
+        _checks.check_shape("weight", weight, expected, op, f"logits is {tuple(logits.shape)}: weight must be (N, *spatial)")
+    _checks.check_same_device(op, logits=logits, target=target, weight=weight)
+    _checks.check_choice("reduction", reduction, REDUCTIONS, op)
+    if not isinstance(ignore_index, int):
+        raise TypeError(f"{op}: ignore_index must be an int; got {type(ignore_index).__name__}")
+
+
+def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None, *,
+                ignore_index: int = -100, reduction: str = "mean") -> Tensor:
+    """Pixel-weighted cross-entropy ``weight * CE(logits, target)``, fused, with double backward.
+
+    Args:
+        logits: (N, C, *spatial) float16 / bfloat16 / float32 / float64 scores, 0 to 3 spatial
+            dims, any strides, CPU or CUDA. float16 / bfloat16 accumulate in float32.
+        target: (N, *spatial) uint8 / int32 / int64 class indices in [0, C) or ``ignore_index``.
+        weight: (N, *spatial) floating per-pixel weights (cast to logits' dtype), or None for 1.
+        ignore_index: label whose pixels contribute nothing (loss and gradients 0).
+        reduction: ``"none"`` -> (N, *spatial) map of weight * CE (0 at ignored pixels);
+            ``"sum"``; ``"mean"`` -> sum / number of non-ignored pixels (the papers'
+            1/(N h w); NaN when every pixel is ignored, as torch); ``"weighted_mean"`` ->
+            sum / sum of weight over non-ignored pixels (0 when that is 0).
+
+    Returns:
+        Tensor of logits' dtype: the map or a 0-dim loss. Differentiable twice with respect to
+        logits and weight (``create_graph=True`` through the backward works, as meta-learning needs).
+
+    Raises:
+        TypeError / ValueError for wrong dtypes, shapes, devices or a label outside [0, C).
+    """
+    _validate(logits, target, weight, ignore_index, reduction)
+    if weight is not None and weight.dtype != logits.dtype:
+        weight = weight.to(logits.dtype)
+    if not _kernels.use_kernel("weighted_ce", logits.device):
+        return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
+    out, _, count, wsum = torch.ops.noisyseg.weighted_ce_fwd(
+        logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
+    if reduction == "none":
+        return out
+    if reduction == "sum":
+        return out.to(logits.dtype)
+    if reduction == "mean":
+        return (out / count).to(logits.dtype)
+    safe = torch.where(wsum != 0, wsum, torch.ones_like(wsum))
+    return torch.where(wsum != 0, out / safe, torch.zeros_like(out)).to(logits.dtype)
