@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cuda_check.cuh"
+#include "sums.h"
 
 namespace noisyseg {
 
@@ -16,14 +17,15 @@ __device__ __forceinline__ A warp_sum(A v) {
 }
 
 template <int K, typename A, typename Body>
-__global__ void rows_cols_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, Body body) {
+__global__ __launch_bounds__(kThreads) void rows_cols_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, Body body) {
   const int64_t n = rows * cols;
   const int64_t part = blockIdx.x;
   const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
-  A acc[K > 0 ? K : 1] = {};
+  A acc[4] = {0, 0, 0, 0};
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
     const int64_t row = i / cols;
-    body(row, i - row * cols, i, acc);
+    const Sums4<A> r = run_body<A>(body, row, i - row * cols, i);
+    acc[0] += r.s0; acc[1] += r.s1; acc[2] += r.s2; acc[3] += r.s3;
   }
   if (K == 0 || partials == nullptr) return;
   __shared__ A shared[K > 0 ? K : 1][32];

@@ -1,6 +1,8 @@
 // weighted_ce: dtype dispatch and body construction, written once for both devices.
 #pragma once
 
+#include <type_traits>
+
 #include "../common/launchers.h"
 #include "../common/pointers.h"
 #include "weighted_ce.h"
@@ -8,31 +10,56 @@
 
 namespace noisyseg {
 
+// Calls f(std::integral_constant<int, CC>) with CC = 2 for binary segmentation (loops unrolled and
+// vectorised) and CC = 0 (class count read at run time) otherwise.
+template <typename F>
+void dispatch_classes(int64_t C, F&& f) {
+  if (C == 2) f(std::integral_constant<int, 2>{});
+  else f(std::integral_constant<int, 0>{});
+}
+
+template <typename F>
+void dispatch_bool(bool b, F&& f) {
+  if (b) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+// Calls f(Tag<T>, Tag<L>, integral_constant<CC>) for the argument struct's dtypes and class count.
+template <typename F>
+void wce_dispatch(const WceArgs& a, const char* what, F&& f) {
+  dispatch_floating(a.dtype, what, [&](auto tf) {
+    dispatch_label(a.label_dtype, what, [&](auto tl) {
+      dispatch_classes(a.C, [&](auto cc) { f(tf, tl, cc); });
+    });
+  });
+}
+
 template <typename Launch>
 void wce_forward(const WceArgs& a, const Launch& launch) {
-  dispatch_floating(a.dtype, "weighted_ce", [&](auto tf) {
+  wce_dispatch(a, "weighted_ce", [&](auto tf, auto tl, auto cc) {
     using T = typename decltype(tf)::type;
+    using L = typename decltype(tl)::type;
     using A = acc_t<T>;
-    dispatch_label(a.label_dtype, "weighted_ce", [&](auto tl) {
-      using L = typename decltype(tl)::type;
-      wce::Forward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
-                              as_ptr<T>(a.loss_map), as_ptr<A>(a.lse), as_ptr<int64_t>(a.flag),
-                              a.C, a.S, a.ignore_index};
-      launch.template rows_cols<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+    dispatch_bool(a.loss_map != 0, [&](auto map) {
+      wce::Forward<T, L, decltype(cc)::value, decltype(map)::value> body{
+          as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight), a.w_stride,
+          as_ptr<T>(a.loss_map), as_ptr<A>(a.lse), a.C, a.S, a.ignore_index};
+      launch.template rows_cols<4, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
     });
   });
 }
 
 template <typename Launch>
 void wce_backward(const WceArgs& a, const Launch& launch) {
-  dispatch_floating(a.dtype, "weighted_ce_backward", [&](auto tf) {
+  wce_dispatch(a, "weighted_ce_backward", [&](auto tf, auto tl, auto cc) {
     using T = typename decltype(tf)::type;
+    using L = typename decltype(tl)::type;
     using A = acc_t<T>;
-    dispatch_label(a.label_dtype, "weighted_ce_backward", [&](auto tl) {
-      using L = typename decltype(tl)::type;
-      wce::Backward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
-                               as_ptr<const A>(a.lse), as_ptr<const A>(a.g), a.g_stride, as_ptr<const A>(a.gws),
-                               as_ptr<T>(a.grad_x), as_ptr<T>(a.grad_w), a.C, a.S, a.ignore_index};
+    dispatch_bool(a.grad_w != 0, [&](auto grad_w) {
+      wce::Backward<T, L, decltype(cc)::value, decltype(grad_w)::value> body{
+          as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight), a.w_stride,
+          as_ptr<const A>(a.lse), as_ptr<const A>(a.g), a.g_stride, as_ptr<const A>(a.gws),
+          as_ptr<T>(a.grad_x), as_ptr<T>(a.grad_w), a.C, a.S, a.ignore_index};
       launch.template rows_cols<0, A>(a.N, a.S, a.parts, nullptr, body);
     });
   });
@@ -40,18 +67,15 @@ void wce_backward(const WceArgs& a, const Launch& launch) {
 
 template <typename Launch>
 void wce_double_backward(const WceArgs& a, const Launch& launch) {
-  dispatch_floating(a.dtype, "weighted_ce_double_backward", [&](auto tf) {
+  wce_dispatch(a, "weighted_ce_double_backward", [&](auto tf, auto tl, auto cc) {
     using T = typename decltype(tf)::type;
+    using L = typename decltype(tl)::type;
     using A = acc_t<T>;
-    dispatch_label(a.label_dtype, "weighted_ce_double_backward", [&](auto tl) {
-      using L = typename decltype(tl)::type;
-      wce::DoubleBackward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
-                                     as_ptr<const A>(a.lse), as_ptr<const A>(a.g), a.g_stride,
-                                     as_ptr<const T>(a.ggx), as_ptr<const T>(a.ggw),
-                                     as_ptr<T>(a.grad_x), as_ptr<A>(a.grad_g), as_ptr<T>(a.grad_w),
-                                     a.C, a.S, a.ignore_index};
-      launch.template rows_cols<0, A>(a.N, a.S, a.parts, nullptr, body);
-    });
+    wce::DoubleBackward<T, L, decltype(cc)::value> body{
+        as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight), a.w_stride,
+        as_ptr<const A>(a.lse), as_ptr<const A>(a.g), a.g_stride, as_ptr<const T>(a.ggx), as_ptr<const T>(a.ggw),
+        as_ptr<T>(a.grad_x), as_ptr<A>(a.grad_g), as_ptr<T>(a.grad_w), a.C, a.S, a.ignore_index};
+    launch.template rows_cols<0, A>(a.N, a.S, a.parts, nullptr, body);
   });
 }
 

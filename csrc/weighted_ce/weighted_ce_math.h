@@ -12,98 +12,113 @@
 //     d/dw   = g * sum_c ggx_c (p_c - [c = t])
 //     d/dx_k = g w p_k (ggx_k - sum_c ggx_c p_c) + g ggw (p_k - [k = t])
 // `gws` is the gradient reaching sum_{valid} w (used by reduction="weighted_mean").
-// Ignored pixels (t == ignore_index) contribute 0 everywhere; a label outside [0, C) is recorded
-// in `flag` and treated as ignored, so no out-of-bounds access happens.
+// Ignored pixels (t == ignore_index) and labels outside [0, C) contribute 0 everywhere; the forward
+// counts the out-of-range ones (4th sum) so Python can raise. The bodies use selects, not branches,
+// so that the CPU launcher vectorises them across pixels (hence `&` on bools, never `&&`: a
+// short-circuit is control flow, which stops GCC's vectoriser); CC > 0 fixes C at compile time (C = 2
+// is the common binary case), CC = 0 reads it at run time. Optional outputs are compile-time flags
+// and the weight a pointer with a stride (0 = one broadcast value), so that no pointer test stays in
+// the loop (GCC vectorises only branch-free versions of it).
 #pragma once
 
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
+#include "../common/sums.h"
 
 namespace noisyseg {
 namespace wce {
 
-// log-sum-exp of the C scores x[0], x[stride], ...; NaN in, NaN out (as torch).
-template <typename A, typename T>
-NS_HD A logsumexp(const T* x, int64_t C, int64_t stride) {
+// One pixel's class scores: C values `stride` apart, and its label.
+template <typename T, int CC>
+struct PixelScores {
+  const T* x;
+  int64_t C, stride;
+  NS_HD int64_t classes() const { return CC > 0 ? CC : C; }
+  template <typename A> NS_HD A at(int64_t c) const { return load<A>(x, c * stride); }
+};
+
+// log-sum-exp of the scores, and the score of class t (0 if t is not a class). NaN in, NaN out.
+template <typename A, typename T, int CC>
+NS_HD A logsumexp_and_pick(const PixelScores<T, CC>& px, int64_t t, A& x_t) {
+  const int64_t C = px.classes();
   A m = -ns_inf<A>();
-  for (int64_t c = 0; c < C; ++c) m = nan_max(m, load<A>(x, c * stride));
-  if (m == ns_inf<A>() || m == -ns_inf<A>()) return m;
+  x_t = A(0);
+  for (int64_t c = 0; c < C; ++c) {
+    const A v = px.template at<A>(c);
+    m = nan_max(m, v);
+    x_t = (c == t) ? v : x_t;
+  }
   A sum = 0;
-  for (int64_t c = 0; c < C; ++c) sum += ns_exp(load<A>(x, c * stride) - m);
-  return m + ns_log(sum);
+  for (int64_t c = 0; c < C; ++c) sum += ns_exp(px.template at<A>(c) - m);
+  const bool finite_max = (m != ns_inf<A>()) & (m != -ns_inf<A>());
+  const A log_sum = ns_log(sum);  // unconditionally: a conditional call is control flow
+  return finite_max ? m + log_sum : m;
 }
 
-// 1 = a label to learn from, 0 = ignored (or out of range, then recorded in flag).
-template <typename L>
-NS_HD bool valid_label(L raw, int64_t C, int64_t ignore_index, int64_t* flag, int64_t& t) {
-  t = int64_t(raw);
-  if (t == ignore_index) return false;
-  if (t < 0 || t >= C) { record_bad_value(flag, t); return false; }
-  return true;
-}
-
-template <typename T, typename L>
+template <typename T, typename L, int CC, bool kMap>
 struct Forward {
   using A = acc_t<T>;
-  const T* x; const L* target; const T* weight;  // weight may be null (= 1)
-  T* loss_map;                                     // (N, S) or null
-  A* lse_out;                                      // (N, S), saved for backward
-  int64_t* flag;
+  const T* x; const L* target;
+  const T* weight; int64_t w_stride;               // (N, S), or one value with stride 0
+  T* loss_map;                                     // (N, S), written when kMap
+  A* lse_out;                                      // (N, S), saved for backward (0 where not valid)
   int64_t C, S, ignore_index;
 
-  // acc: [sum of w*CE, number of valid pixels, sum of w over valid pixels]
-  NS_HD void operator()(int64_t n, int64_t s, int64_t i, A* acc) const {
-    const T* xp = x + n * C * S + s;
-    int64_t t;
-    if (!valid_label(target[i], C, ignore_index, flag, t)) {
-      if (loss_map) store(loss_map, i, A(0));
-      lse_out[i] = A(0);
-      return;
-    }
-    const A lse = logsumexp<A>(xp, C, S);
-    const A w = weight ? load<A>(weight, i) : A(1);
-    const A v = w * (lse - load<A>(xp, t * S));
-    if (loss_map) store(loss_map, i, v);
-    lse_out[i] = lse;
-    acc[0] += v;
-    acc[1] += A(1);
-    acc[2] += w;
+  // Sums: [w*CE, valid pixels, w over valid pixels, labels out of range]
+  NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
+    const int64_t Cn = CC > 0 ? CC : C;
+    const PixelScores<T, CC> px{x + n * Cn * S + s, Cn, S};
+    const int64_t t = int64_t(target[i]);
+    const bool ignored = t == ignore_index;
+    const bool valid = !ignored & (t >= 0) & (t < Cn);
+    A x_t;
+    const A lse = logsumexp_and_pick<A>(px, t, x_t);
+    const A w = load<A>(weight, i * w_stride);
+    const A v = valid ? w * (lse - x_t) : A(0);
+    if (kMap) store(loss_map, i, v);
+    lse_out[i] = valid ? lse : A(0);
+    return Sums4<A>{v, valid ? A(1) : A(0), valid ? w : A(0), (!ignored & !valid) ? A(1) : A(0)};
   }
 };
 
-template <typename T, typename L>
+template <typename T, typename L, int CC, bool kGradW>
 struct Backward {
   using A = acc_t<T>;
-  const T* x; const L* target; const T* weight; const A* lse;
+  const T* x; const L* target;
+  const T* weight; int64_t w_stride;
+  const A* lse;
   const A* g; int64_t g_stride;  // per-pixel upstream gradient, or one scalar (stride 0)
-  const A* gws;                  // scalar gradient of sum_valid w, or null
+  const A* gws;                  // scalar gradient of sum_valid w
   T* grad_x;                     // (N, C, S)
-  T* grad_w;                     // (N, S) or null
+  T* grad_w;                     // (N, S), written when kGradW
   int64_t C, S, ignore_index;
 
-  NS_HD void operator()(int64_t n, int64_t s, int64_t i, A*) const {
-    const int64_t base = n * C * S + s;
-    int64_t t;
-    if (!valid_label(target[i], C, ignore_index, nullptr, t)) {
-      for (int64_t c = 0; c < C; ++c) store(grad_x, base + c * S, A(0));
-      if (grad_w) store(grad_w, i, A(0));
-      return;
-    }
+  NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
+    const int64_t Cn = CC > 0 ? CC : C;
+    const int64_t base = n * Cn * S + s;
+    const int64_t t = int64_t(target[i]);
+    const bool valid = (t != ignore_index) & (t >= 0) & (t < Cn);
     const A l = lse[i], gp = g[i * g_stride];
-    const A w = weight ? load<A>(weight, i) : A(1);
+    const A w = load<A>(weight, i * w_stride);
     const A gw = gp * w;
-    for (int64_t c = 0; c < C; ++c) {
-      const A p = ns_exp(load<A>(x, base + c * S) - l);
-      store(grad_x, base + c * S, gw * (p - A(c == t)));
+    A x_t = 0;
+    for (int64_t c = 0; c < Cn; ++c) {
+      const A xc = load<A>(x, base + c * S);
+      x_t = (c == t) ? xc : x_t;
+      const A p = ns_exp(xc - l);
+      store(grad_x, base + c * S, valid ? gw * (p - A(c == t)) : A(0));
     }
-    if (grad_w) store(grad_w, i, gp * (l - load<A>(x, base + t * S)) + (gws ? *gws : A(0)));
+    if (kGradW) store(grad_w, i, valid ? gp * (l - x_t) + *gws : A(0));
+    return {};
   }
 };
 
-template <typename T, typename L>
+template <typename T, typename L, int CC>
 struct DoubleBackward {
   using A = acc_t<T>;
-  const T* x; const L* target; const T* weight; const A* lse;
+  const T* x; const L* target;
+  const T* weight; int64_t w_stride;
+  const A* lse;
   const A* g; int64_t g_stride;
   const T* ggx;  // (N, C, S) or null (= 0)
   const T* ggw;  // (N, S) or null (= 0)
@@ -112,32 +127,31 @@ struct DoubleBackward {
   T* d_w;        // (N, S) or null
   int64_t C, S, ignore_index;
 
-  NS_HD void operator()(int64_t n, int64_t s, int64_t i, A*) const {
-    const int64_t base = n * C * S + s;
-    int64_t t;
-    if (!valid_label(target[i], C, ignore_index, nullptr, t)) {
-      for (int64_t c = 0; c < C; ++c) store(d_x, base + c * S, A(0));
-      d_g[i] = A(0);
-      if (d_w) store(d_w, i, A(0));
-      return;
-    }
+  NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
+    const int64_t Cn = CC > 0 ? CC : C;
+    const int64_t base = n * Cn * S + s;
+    const int64_t t = int64_t(target[i]);
+    const bool valid = (t != ignore_index) & (t >= 0) & (t < Cn);
     const A l = lse[i], gp = g[i * g_stride];
-    const A w = weight ? load<A>(weight, i) : A(1);
+    const A w = load<A>(weight, i * w_stride);
     const A gg_w = ggw ? load<A>(ggw, i) : A(0);
-    A s_ggx_p = 0;  // sum_c ggx_c p_c
-    if (ggx)
-      for (int64_t c = 0; c < C; ++c)
-        s_ggx_p += load<A>(ggx, base + c * S) * ns_exp(load<A>(x, base + c * S) - l);
-    const A ggx_t = ggx ? load<A>(ggx, base + t * S) : A(0);
+    A s_ggx_p = 0, ggx_t = 0, x_t = 0;  // sum_c ggx_c p_c, ggx at the label, x at the label
+    for (int64_t c = 0; c < Cn; ++c) {
+      const A xc = load<A>(x, base + c * S);
+      const A ggx_c = ggx ? load<A>(ggx, base + c * S) : A(0);
+      s_ggx_p += ggx_c * ns_exp(xc - l);
+      ggx_t = (c == t) ? ggx_c : ggx_t;
+      x_t = (c == t) ? xc : x_t;
+    }
     const A s1 = s_ggx_p - ggx_t;  // sum_c ggx_c (p_c - [c = t])
-    const A ce = l - load<A>(x, base + t * S);
-    d_g[i] = w * s1 + gg_w * ce;
-    if (d_w) store(d_w, i, gp * s1);
-    for (int64_t c = 0; c < C; ++c) {
+    d_g[i] = valid ? w * s1 + gg_w * (l - x_t) : A(0);
+    if (d_w) store(d_w, i, valid ? gp * s1 : A(0));
+    for (int64_t c = 0; c < Cn; ++c) {
       const A p = ns_exp(load<A>(x, base + c * S) - l);
       const A ggx_c = ggx ? load<A>(ggx, base + c * S) : A(0);
-      store(d_x, base + c * S, gp * w * p * (ggx_c - s_ggx_p) + gp * gg_w * (p - A(c == t)));
+      store(d_x, base + c * S, valid ? gp * w * p * (ggx_c - s_ggx_p) + gp * gg_w * (p - A(c == t)) : A(0));
     }
+    return {};
   }
 };
 

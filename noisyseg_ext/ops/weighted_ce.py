@@ -24,20 +24,31 @@ REDUCTIONS = ("none", "mean", "sum", "weighted_mean")
 
 
 def _args(logits: Tensor, target: Tensor, weight: Optional[Tensor], lse: Tensor, ignore_index: int):
+    """Kernel arguments, and the tensors that must stay alive until the launch has run."""
     a = _C.WceArgs()
     a.dtype = _kernels.DTYPE_CODES[logits.dtype]
     a.label_dtype = _kernels.DTYPE_CODES[target.dtype]
+    if weight is None:  # one broadcast 1 (stride 0) keeps the kernel free of pointer tests
+        weight = torch.ones(1, dtype=logits.dtype, device=logits.device)
+        a.w_stride = 0
     a.x, a.target, a.weight, a.lse = (_kernels.ptr(logits), _kernels.ptr(target),
                                       _kernels.ptr(weight), _kernels.ptr(lse))
     a.N, a.C = logits.shape[0], logits.shape[1]
     a.S = target[0].numel() if target.shape[0] > 0 else 0
     a.ignore_index = ignore_index
     a.parts = _kernels.num_parts(target.numel())
-    return a
+    return a, weight
 
 
 def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.contiguous()
+
+
+def _raise_bad_label(target: Tensor, C: int, ignore_index: int) -> None:
+    t = target.long()
+    bad = (t != ignore_index) & ((t < 0) | (t >= C))
+    value = int(t[bad][0])
+    raise ValueError(f"weighted_ce: target holds {value}, outside [0, {C}) and not ignore_index={ignore_index}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,16 +64,13 @@ def _fwd(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index:
     acc = _kernels.acc_dtype(logits.dtype)
     lse = torch.empty(target.shape, dtype=acc, device=logits.device)
     loss_map = torch.empty(target.shape, dtype=logits.dtype, device=logits.device) if want_map else None
-    a = _args(logits, target, weight, lse, ignore_index)
-    partials = torch.zeros((a.parts, 3), dtype=torch.float64, device=logits.device)
-    flag = _kernels.new_flag(logits.device)
-    a.loss_map, a.partials, a.flag = _kernels.ptr(loss_map), _kernels.ptr(partials), _kernels.ptr(flag)
+    a, _keep = _args(logits, target, weight, lse, ignore_index)
+    partials = torch.zeros((a.parts, 4), dtype=torch.float64, device=logits.device)
+    a.loss_map, a.partials = _kernels.ptr(loss_map), _kernels.ptr(partials)
     _C.weighted_ce_forward(a, *_kernels.device_args(logits))
-    bad = _kernels.flagged_value(flag)
-    if bad is not None:
-        raise ValueError(f"weighted_ce: target holds {bad}, outside [0, {logits.shape[1]}) "
-                         f"and not ignore_index={ignore_index}")
-    stats = partials.sum(0)
+    stats = partials.sum(0)  # [sum w*CE, valid pixels, sum w over valid, labels out of range]
+    if stats[3].item() > 0:
+        _raise_bad_label(target, logits.shape[1], ignore_index)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
     return out, lse, stats[1].clone(), stats[2].to(acc, copy=True)
 
@@ -110,7 +118,7 @@ def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optiona
     grad_x = torch.empty_like(logits)
     grad_w = (torch.empty_like(weight) if (weight is not None and need_weight_grad)
               else logits.new_empty(0))
-    a = _args(logits, target, weight, lse.contiguous(), ignore_index)
+    a, _keep = _args(logits, target, weight, lse.contiguous(), ignore_index)
     a.g, a.g_stride, a.gws = _kernels.ptr(g), (1 if g.dim() > 0 else 0), _kernels.ptr(gws.contiguous())
     a.grad_x, a.grad_w = _kernels.ptr(grad_x), _kernels.ptr(grad_w)
     _C.weighted_ce_backward(a, *_kernels.device_args(logits))
@@ -161,7 +169,7 @@ def _bwd_bwd(ggx: Optional[Tensor], ggw: Optional[Tensor], g: Tensor, logits: Te
     d_x = torch.empty_like(logits)
     d_g = torch.empty(target.shape, dtype=lse.dtype, device=logits.device)
     d_w = torch.empty_like(weight) if weight is not None else logits.new_empty(0)
-    a = _args(logits, target, weight, lse.contiguous(), ignore_index)
+    a, _keep = _args(logits, target, weight, lse.contiguous(), ignore_index)
     a.g, a.g_stride = _kernels.ptr(g), (1 if g.dim() > 0 else 0)
     a.ggx, a.ggw = _kernels.ptr(_contig(ggx)), _kernels.ptr(_contig(ggw))
     a.grad_x, a.grad_g, a.grad_w = _kernels.ptr(d_x), _kernels.ptr(d_g), _kernels.ptr(d_w)
