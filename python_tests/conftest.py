@@ -3,6 +3,13 @@
 import pytest
 import torch
 
+import noisyseg_ext
+
+# Tests must exercise the compiled kernels, not a source tree that shadows the installed package.
+assert noisyseg_ext.build_info()["compiled"], (
+    f"imported {noisyseg_ext.__file__} without its compiled _C module "
+    f"({noisyseg_ext.build_info().get('import_error')}): pip install . and run pytest from python_tests/")
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

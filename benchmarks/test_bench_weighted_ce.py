@@ -1,0 +1,62 @@
+"""weighted_ce forward + backward against what a user would otherwise write.
+
+Run: pytest benchmarks/test_bench_weighted_ce.py --benchmark-only
+Each group (one shape, dtype, device) holds the fused op, eager PyTorch and torch.compile of the
+eager code, on the same inputs in the same run.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisyseg_ext import weighted_ce
+
+SHAPES = [(16, 2, 128, 128), (4, 2, 112, 112, 80), (8, 14, 256, 256)]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+CASES = [(s, d, torch.float32) for d in DEVICES for s in SHAPES]
+CASES += [(s, "cuda", torch.bfloat16) for s in SHAPES if "cuda" in DEVICES]
+
+
+def eager_loss(x, y, w):
+    return (F.cross_entropy(x, y, reduction="none") * w).mean()
+
+
+def fused_loss(x, y, w):
+    return weighted_ce(x, y, w)
+
+
+_compiled = {}
+
+
+def compiled_loss(x, y, w):
+    if "fn" not in _compiled:
+        _compiled["fn"] = torch.compile(eager_loss)
+    return _compiled["fn"](x, y, w)
+
+
+def make(shape, device, dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
+    y = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
+    w = torch.rand((shape[0], *shape[2:]), generator=g).to(device=device, dtype=dtype)
+    return x, y, w
+
+
+def step(fn, x, y, w):
+    x.grad = None
+    fn(x, y, w).backward()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("impl", ["fused", "eager", "compile"])
+@pytest.mark.parametrize("shape,device,dtype", CASES, ids=lambda v: str(v).replace("torch.", "").replace(" ", ""))
+def test_weighted_ce_fwd_bwd(benchmark, impl, shape, device, dtype):
+    benchmark.group = f"weighted_ce fwd+bwd {tuple(shape)} {str(dtype)[6:]} {device}"
+    fn = {"fused": fused_loss, "eager": eager_loss, "compile": compiled_loss}[impl]
+    x, y, w = make(shape, device, dtype)
+    if impl == "compile":
+        torch._dynamo.reset()
+        _compiled.clear()
+    step(fn, x, y, w)  # warm-up (and compilation)
+    benchmark.pedantic(step, args=(fn, x, y, w), rounds=10, iterations=1, warmup_rounds=1)
