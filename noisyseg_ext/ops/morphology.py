@@ -33,21 +33,30 @@ Structure = Union[str, Tensor]
 # ----------------------------------------------------------------------------------------------
 # structures and pass plans (pure Python: traced as constants by torch.compile)
 
-def structure_tensor(structure: str, radius: int, ndim: int) -> Tensor:
-    """The bool structuring element (2r+1,)*ndim of a named structure (CPU tensor).
+def named_offsets(structure: str, radius: int, ndim: int) -> list[tuple[int, ...]]:
+    """Offsets of a named structure (symmetric, so the same for dilation and erosion), plain Python
+    so that torch.compile traces them as constants.
 
     ``"cross"``: |o|_1 <= r (r = 1: scipy's ``generate_binary_structure(ndim, 1)``; radius r equals
     r iterations of it); ``"box"``: every offset (side 2r+1); ``"ball"``: |o|_2 <= r.
     """
     r = int(radius)
-    grids = torch.meshgrid(*[torch.arange(-r, r + 1)] * ndim, indexing="ij")
-    if structure == "cross":
-        return sum(g.abs() for g in grids) <= r
-    if structure == "box":
-        return torch.ones((2 * r + 1,) * ndim, dtype=torch.bool)
-    if structure == "ball":
-        return sum(g * g for g in grids) <= r * r
-    raise ValueError(f"unknown structure {structure!r}; expected one of {list(STRUCTURES)} or a bool tensor")
+    inside = {"cross": lambda o: sum(abs(v) for v in o) <= r,
+              "box": lambda o: True,
+              "ball": lambda o: sum(v * v for v in o) <= r * r}
+    if structure not in inside:
+        raise ValueError(f"unknown structure {structure!r}; expected one of {list(STRUCTURES)} or a bool tensor")
+    return [o for o in itertools.product(range(-r, r + 1), repeat=ndim) if inside[structure](o)]
+
+
+def structure_tensor(structure: str, radius: int, ndim: int) -> Tensor:
+    """The bool structuring element (2r+1,)*ndim of a named structure (CPU tensor), e.g. to pass
+    to scipy.ndimage."""
+    r = int(radius)
+    out = torch.zeros((2 * r + 1,) * ndim, dtype=torch.bool)
+    for o in named_offsets(structure, r, ndim):
+        out[tuple(v + r for v in o)] = True
+    return out
 
 
 def structure_offsets(structure: Tensor, reflect: bool) -> list[tuple[int, ...]]:
@@ -85,12 +94,12 @@ def _plan(structure: Structure, radius: int, iterations: int, ndim: int, erode: 
         if radius == 0:
             return [], 0
         if structure == "cross":
-            cross = [_to_dhw(o) for o in structure_offsets(structure_tensor("cross", 1, ndim), False)]
+            cross = [_to_dhw(o) for o in named_offsets("cross", 1, ndim)]
             return [cross], radius * iterations
         if structure == "box":
             R = radius * iterations
             return [_axis_pass(ndim, ax, -R, R) for ax in range(ndim)], 1
-        return [[_to_dhw(o) for o in structure_offsets(structure_tensor("ball", radius, ndim), False)]], iterations
+        return [[_to_dhw(o) for o in named_offsets("ball", radius, ndim)]], iterations
     # explicit bool tensor: an all-True box is separable (k iterations = one pass of k-times the
     # reach per axis); anything else is a direct stencil per iteration.
     if bool(structure.all()):
