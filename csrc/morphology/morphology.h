@@ -7,11 +7,12 @@ namespace noisyseg {
 
 struct MorphArgs {
   int dtype = 0;                      // DType code: bool / uint8 / int32 / int64
-  uintptr_t src = 0, dst = 0;         // (N, D, H, W) contiguous
+  uintptr_t src = 0, dst = 0;         // (N, D, H, W) contiguous; stencil src: stacked planes
   uintptr_t aux = 0;                  // combine: the second input
-  uintptr_t offsets = 0;              // stencil: (K, 3) int32 on the tensors' device
+  uintptr_t offsets = 0;              // stencil: (K, 4) int32 (plane, dd, dh, dw) on the tensors' device
   int64_t K = 0;
   int64_t N = 0, D = 1, H = 1, W = 1;
+  int64_t plane = 0;                  // stencil: elements between stacked source planes
   bool is_max = true;                 // stencil: max (dilation) or min (erosion) pass
   int mode = 0;                       // combine: 0 = keep foreground, 1 = agree or zero
 };

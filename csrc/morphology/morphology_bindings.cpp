@@ -16,6 +16,7 @@ NOISYSEG_REGISTER_BINDINGS(morphology) {
       .def_readwrite("K", &MorphArgs::K)
       .def_readwrite("N", &MorphArgs::N).def_readwrite("D", &MorphArgs::D)
       .def_readwrite("H", &MorphArgs::H).def_readwrite("W", &MorphArgs::W)
+      .def_readwrite("plane", &MorphArgs::plane)
       .def_readwrite("is_max", &MorphArgs::is_max).def_readwrite("mode", &MorphArgs::mode);
 
   const auto release = py::call_guard<py::gil_scoped_release>();

@@ -22,7 +22,7 @@ void morph_stencil_cuda(const MorphArgs& a, uintptr_t stream) {
     using T = typename decltype(tag)::type;
     constexpr bool IsMax = decltype(is_max)::value;
     morph_stencil_kernel<IsMax, T><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
-        as_ptr<const T>(a.src), as_ptr<T>(a.dst), morph::Geom{a.D, a.H, a.W}, as_ptr<const int32_t>(a.offsets),
+        as_ptr<const T>(a.src), as_ptr<T>(a.dst), morph::Geom{a.D, a.H, a.W, a.plane}, as_ptr<const int32_t>(a.offsets),
         a.K, total);
     cuda_check_launch("morphology_stencil");
   });

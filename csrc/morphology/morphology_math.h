@@ -1,11 +1,14 @@
 // Binary / label morphology: the math of one output element (CUDA) and of one output line (CPU),
 // shared by morphology_cpu.cpp and morphology_cuda.cu.
 //
-// Every pass is a stencil with border value 0 over a list of K offsets (dd, dh, dw) (int32, K x 3):
-//   max pass: out[x] = max_k src[x + o_k]   (positions outside the volume count as 0, i.e. skipped,
-//                                            since values are >= 0)
-//   min pass: out[x] = min_k src[x + o_k]   (a position outside the volume makes out[x] = 0)
-// Layout: (N, D, H, W) contiguous; 2D masks use D = 1 and offsets with dd = 0.
+// Every pass is a stencil with border value 0 over a list of K offsets (p, dd, dh, dw) (int32, K x 4),
+// p selecting one of several stacked source planes (each N*D*H*W elements, `plane` apart):
+//   max pass: out[x] = max_k src_p[x + o_k]   (positions outside the volume count as 0, i.e. skipped,
+//                                              since values are >= 0)
+//   min pass: out[x] = min_k src_p[x + o_k]   (a position outside the volume makes out[x] = 0)
+// Layout: (N, D, H, W) contiguous; 2D masks use D = 1 and offsets with dd = 0. Planes let a large
+// stencil (a ball) run as 1D window passes along w, one plane per distinct window, followed by one
+// pass over its rows (p, dd, dh, 0): same result, far fewer reads.
 // Dilation is a max pass over the reflected structure, erosion a min pass over the structure, which
 // is exactly scipy.ndimage.binary_dilation / binary_erosion with border_value=0. Named structures
 // are decomposed in Python (cross radius r = r passes of the radius-1 cross; box = one 1D pass per
@@ -22,6 +25,7 @@ namespace morph {
 
 struct Geom {
   int64_t D, H, W;
+  int64_t plane;  // elements between stacked source planes
 };
 
 template <bool IsMax, typename T>
@@ -44,12 +48,13 @@ NS_HD T stencil_at(const T* src, Geom g, const int32_t* off, int64_t K, int64_t 
                    int64_t w) {
   T acc = neutral<IsMax, T>();
   for (int64_t k = 0; k < K; ++k) {
-    const int64_t sd = d + off[3 * k], sh = h + off[3 * k + 1], sw = w + off[3 * k + 2];
+    const int32_t* o = off + 4 * k;
+    const int64_t sd = d + o[1], sh = h + o[2], sw = w + o[3];
     if (!inside(sd, g.D) || !inside(sh, g.H) || !inside(sw, g.W)) {
       if (!IsMax) return T(0);  // border value 0 erodes
       continue;                 // and adds nothing to a dilation
     }
-    acc = reduce<IsMax>(acc, src[((n * g.D + sd) * g.H + sh) * g.W + sw]);
+    acc = reduce<IsMax>(acc, src[o[0] * g.plane + ((n * g.D + sd) * g.H + sh) * g.W + sw]);
   }
   return acc;
 }
@@ -63,7 +68,8 @@ inline void stencil_line(const T* src, T* dst, Geom g, const int32_t* off, int64
   const int64_t W = g.W;
   for (int64_t w = 0; w < W; ++w) out[w] = neutral<IsMax, T>();
   for (int64_t k = 0; k < K; ++k) {
-    const int64_t sd = d + off[3 * k], sh = h + off[3 * k + 1], dw = off[3 * k + 2];
+    const int32_t* o = off + 4 * k;
+    const int64_t sd = d + o[1], sh = h + o[2], dw = o[3];
     if (!inside(sd, g.D) || !inside(sh, g.H)) {
       if (!IsMax) {
         for (int64_t w = 0; w < W; ++w) out[w] = T(0);
@@ -71,7 +77,7 @@ inline void stencil_line(const T* src, T* dst, Geom g, const int32_t* off, int64
       }
       continue;
     }
-    const T* in = src + ((n * g.D + sd) * g.H + sh) * W;
+    const T* in = src + o[0] * g.plane + ((n * g.D + sd) * g.H + sh) * W;
     const int64_t w0 = dw < 0 ? (-dw < W ? -dw : W) : 0;      // first w with w + dw >= 0
     const int64_t w1 = dw > 0 ? (W - dw > 0 ? W - dw : 0) : W;  // one past the last w with w + dw < W
     if (!IsMax) {

@@ -9,13 +9,16 @@ structure and iterations and scipy's default ``border_value=0``:
 
 Speed comes from decomposing the named structures (exact, see the header): ``"cross"`` of radius r
 is r passes of the radius-1 cross, ``"box"`` is one 1D pass per axis (all iterations at once),
-``"ball"`` and explicit structures are one direct stencil pass per iteration. Each pass is one
-kernel launch on CUDA and an OpenMP loop over image lines on the CPU.
+``"ball"`` and explicit structures are one stencil per iteration, run either directly or (when it
+reads fewer elements, e.g. a ball) as 1D window passes along the last axis, one per distinct
+window, plus one pass over the structure's rows. Each pass is one kernel launch on CUDA and a loop
+over image lines on the CPU (OpenMP for large passes).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from typing import Union
 
 import torch
@@ -125,17 +128,66 @@ def _launch_args(masks: Tensor):
     return a
 
 
-def _run_passes(x: Tensor, stencils: list[Tensor], repeats: int, is_max: bool) -> Tensor:
-    device = _kernels.device_args(x)
+def _row_runs(offsets: list[list[int]]):
+    """Splits a stencil into runs along w: returns (windows [(lo, hi)], row offsets [[plane, dd, dh, 0]])
+    when 1D window passes (one plane per distinct window) plus one pass over the rows read fewer
+    elements than the direct stencil, else None."""
+    rows: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for dd, dh, dw in offsets:
+        rows[(dd, dh)].append(dw)
+    runs = []
+    for (dd, dh), ws in sorted(rows.items()):
+        ws = sorted(set(ws))
+        lo = prev = ws[0]
+        for w in ws[1:] + [None]:
+            if w is not None and w == prev + 1:
+                prev = w
+                continue
+            runs.append((dd, dh, lo, prev))
+            if w is not None:
+                lo = prev = w
+    windows = sorted({(lo, hi) for _, _, lo, hi in runs})
+    if sum(hi - lo + 1 for lo, hi in windows) + len(runs) >= len(offsets):
+        return None
+    plane = {w: j for j, w in enumerate(windows)}
+    return windows, [[plane[(lo, hi)], dd, dh, 0] for dd, dh, lo, hi in runs]
+
+
+def _compile_stencil(offsets: list[list[int]], device: torch.device):
+    """[(offsets (K, 4) int32 tensor on device, writes a plane index or None)]: the launches of one
+    stencil application. Direct: one launch. Row-decomposed: one launch per window, then the rows."""
+    def t(rows):
+        return torch.tensor(rows, dtype=torch.int32).view(-1, 4).to(device)
+    split = _row_runs(offsets)
+    if split is None:
+        return [(t([[0, *o] for o in offsets]), None)]
+    windows, row_offsets = split
+    launches = [(t([[0, 0, 0, w] for w in range(lo, hi + 1)]), j) for j, (lo, hi) in enumerate(windows)]
+    return launches + [(t(row_offsets), "rows")]
+
+
+def _stencil(src: Tensor, dst: Tensor, offs: Tensor, is_max: bool, plane: int) -> None:
+    a = _launch_args(dst)
+    a.src, a.dst, a.plane = _kernels.ptr(src), _kernels.ptr(dst), plane
+    a.offsets, a.K, a.is_max = _kernels.ptr(offs), offs.shape[0], is_max
+    _C.morphology_stencil(a, *_kernels.device_args(dst))
+
+
+def _run_passes(x: Tensor, stencils: list, repeats: int, is_max: bool) -> Tensor:
     bufs = [torch.empty_like(x), torch.empty_like(x)]
+    nplanes = max((j + 1 for launches in stencils for _, j in launches if isinstance(j, int)), default=0)
+    stack = torch.empty((nplanes, *x.shape), dtype=x.dtype, device=x.device) if nplanes else None
     cur, turn = x, 0
     for _ in range(repeats):
-        for offs in stencils:
+        for launches in stencils:
             out = bufs[turn]
-            a = _launch_args(x)
-            a.src, a.dst = _kernels.ptr(cur), _kernels.ptr(out)
-            a.offsets, a.K, a.is_max = _kernels.ptr(offs), offs.shape[0], is_max
-            _C.morphology_stencil(a, *device)
+            for offs, target in launches:
+                if target is None:
+                    _stencil(cur, out, offs, is_max, 0)
+                elif target == "rows":
+                    _stencil(stack, out, offs, is_max, x.numel())
+                else:
+                    _stencil(cur, stack[target], offs, is_max, 0)
             cur, turn = out, 1 - turn
     return cur
 
@@ -159,16 +211,18 @@ def _morphology(masks: Tensor, offsets: list[int], sizes: list[int], repeats: in
                          f"got the value {int(x.min())}")
     if repeats == 0 or not sizes or x.numel() == 0:
         return x.clone()
-    flat = torch.tensor(offsets, dtype=torch.int32).view(-1, 3).to(x.device)
-    stencils = list(torch.split(flat, list(sizes)))
-    stencils = [s.contiguous() for s in stencils]
+    triples = [offsets[i:i + 3] for i in range(0, len(offsets), 3)]
+    stencils, start = [], 0
+    for k in sizes:
+        stencils.append(_compile_stencil(triples[start:start + k], x.device))
+        start += k
     labels = x.dtype != torch.bool
     if not erode:
         grown = _run_passes(x, stencils, repeats, is_max=True)
         return _combine(x, grown, mode=0) if labels else grown
     shrunk = _run_passes(x, stencils, repeats, is_max=False)
     if not labels:
-        return shrunk.clone() if shrunk is x else shrunk
+        return shrunk
     return _combine(shrunk, _run_passes(x, stencils, repeats, is_max=True), mode=1)
 
 
