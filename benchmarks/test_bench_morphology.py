@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 
 import noisyseg_ext
+from noisyseg_ext.ops import _kernels
 from noisyseg_ext.ops.morphology import structure_tensor
+
+# Timing the pure-torch fallback (e.g. the source tree shadowing the installed package) would be
+# meaningless: refuse to run without the compiled kernels.
+assert _kernels.has_kernel(torch.device("cpu")), f"noisyseg_ext._C not importable: {_kernels.IMPORT_ERROR}"
 
 SHAPES = {"2d_16x256x256": (16, 256, 256), "3d_1x128^3": (1, 128, 128, 128), "3d_4x112x112x80": (4, 112, 112, 80)}
 CASES = [("dilate", "cross", 1), ("dilate", "box", 1), ("dilate", "box", 3), ("dilate", "ball", 3),

@@ -60,7 +60,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| protocol | parameters | ratio | corrupted / total | mean Dice(noisy, clean) | std | min |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        p = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        p = ", ".join(f"{k}={v[0] if isinstance(v, tuple) and v[0] == v[1] else v}" for k, v in r["params"].items())
         lines.append(f"| {r['protocol']} | {p} | {r['ratio']:.2f} | {r['corrupted']} / {r['total']} | "
                      f"{r['mean']:.4f} | {r['std']:.4f} | {r['min']:.4f} |")
     return "\n".join(lines)
