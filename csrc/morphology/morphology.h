@@ -14,6 +14,8 @@ struct MorphArgs {
   int64_t N = 0, D = 1, H = 1, W = 1;
   int64_t plane = 0;                  // stencil: elements between stacked source planes
   bool is_max = true;                 // stencil: max (dilation) or min (erosion) pass
+  bool per_element = false;           // CPU stencil: loop over elements with the CUDA kernel's
+                                      // per-element math (lets CPU tests check that code path)
   int mode = 0;                       // combine: 0 = keep foreground, 1 = agree or zero
 };
 

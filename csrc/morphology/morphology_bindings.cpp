@@ -17,7 +17,8 @@ NOISYSEG_REGISTER_BINDINGS(morphology) {
       .def_readwrite("N", &MorphArgs::N).def_readwrite("D", &MorphArgs::D)
       .def_readwrite("H", &MorphArgs::H).def_readwrite("W", &MorphArgs::W)
       .def_readwrite("plane", &MorphArgs::plane)
-      .def_readwrite("is_max", &MorphArgs::is_max).def_readwrite("mode", &MorphArgs::mode);
+      .def_readwrite("is_max", &MorphArgs::is_max)
+      .def_readwrite("per_element", &MorphArgs::per_element).def_readwrite("mode", &MorphArgs::mode);
 
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.def("morphology_stencil", [](const MorphArgs& a, int device, uintptr_t stream) {

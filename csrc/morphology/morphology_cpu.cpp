@@ -21,7 +21,12 @@ void morph_stencil_cpu(const MorphArgs& a) {
     parallel_for(lines, grain, [&](int64_t begin, int64_t end) {
       for (int64_t line = begin; line < end; ++line) {
         const int64_t h = line % a.H, nd = line / a.H;
-        morph::stencil_line<IsMax>(src, dst, g, off, a.K, nd / a.D, nd % a.D, h);
+        if (!a.per_element) {
+          morph::stencil_line<IsMax>(src, dst, g, off, a.K, nd / a.D, nd % a.D, h);
+          continue;
+        }
+        T* out = dst + line * a.W;
+        for (int64_t w = 0; w < a.W; ++w) out[w] = morph::stencil_at<IsMax>(src, g, off, a.K, nd / a.D, nd % a.D, h, w);
       }
     });
   });

@@ -166,8 +166,14 @@ def _compile_stencil(offsets: list[list[int]], device: torch.device):
     return launches + [(t(row_offsets), "rows")]
 
 
+# Tests set this to run the CPU kernel with the CUDA kernel's per-element math (stencil_at)
+# instead of the line-wise loop, so that the code CUDA runs is checked on machines without a GPU.
+_CPU_PER_ELEMENT = False
+
+
 def _stencil(src: Tensor, dst: Tensor, offs: Tensor, is_max: bool, plane: int) -> None:
     a = _launch_args(dst)
+    a.per_element = _CPU_PER_ELEMENT
     a.src, a.dst, a.plane = _kernels.ptr(src), _kernels.ptr(dst), plane
     a.offsets, a.K, a.is_max = _kernels.ptr(offs), offs.shape[0], is_max
     _C.morphology_stencil(a, *_kernels.device_args(dst))
@@ -290,7 +296,9 @@ def dilate(masks: Tensor, radius: int = 1, *, structure: Structure = "cross", it
             structure tensor.
         structure: ``"cross"`` (1-connectivity; radius r = r iterations of the radius-1 cross),
             ``"box"`` (side 2r+1), ``"ball"`` (Euclidean |o| <= r), or an explicit bool tensor with
-            one dim per spatial dim (any sizes; centre at ``size // 2`` as in scipy).
+            one dim per spatial dim (any sizes; centre at ``size // 2`` as in scipy). An explicit
+            structure is read on the host: under torch.compile it causes a graph break (named
+            structures trace fully).
         iterations: number of times the dilation is applied (>= 1).
 
     Returns:
