@@ -335,3 +335,18 @@ def test_noise_table_matches_direct_dice():
 
 def test_top_level_name():
     assert noisyseg_ext.corrupt_labels is corrupt_labels
+
+
+def test_hc18_shared_copy_split():
+    root = "/work/shared/data/hc18"
+    if not os.path.isdir(os.path.join(root, "masks")):
+        pytest.skip("shared HC18 copy not present")
+    from noisyseg_ext.data.hc18 import list_names
+
+    names = list_names(root)
+    splits = split_names(names)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 705, "val": 100, "test": 194}
+    subjects = [{subject_of(n) for n in v} for v in splits.values()]
+    assert sum(len(s) for s in subjects) == len(set().union(*subjects)) == 806
+    data = load_hc18(root, "val", size=(108, 160), pad_multiple=16, limit=5)
+    assert data.images.shape == (5, 1, 112, 160) and data.masks.shape == (5, 112, 160)

@@ -50,7 +50,10 @@ def split_names(names: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACT
                 seed: int = 0) -> dict[str, list[str]]:
     """Deterministic split by subject: the sorted subjects are shuffled with ``torch.Generator``
     seeded by ``seed`` and cut into train / val / test by ``fractions`` of the SUBJECTS (so the image
-    counts only approximate the fractions). Returns {split: sorted names}."""
+    counts only approximate the fractions). Returns {split: sorted names}.
+
+    On the shared copy (999 files, 806 subjects) the defaults (0.7, 0.1, 0.2), seed 0 give
+    705 / 100 / 194 images."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"hc18: fractions must be three non-negative numbers summing to 1; got {fractions}")
     subjects = sorted({subject_of(n) for n in names})
