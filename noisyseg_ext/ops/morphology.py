@@ -212,9 +212,11 @@ def _morphology(masks: Tensor, offsets: list[int], sizes: list[int], repeats: in
     [dd, dh, dw] offsets, ``sizes`` gives each stencil's number of offsets; the stencils are applied
     in order, ``repeats`` times. Returns a new tensor like masks."""
     x = masks.contiguous()
-    if x.dtype != torch.bool and x.numel() > 0 and bool((x < 0).any()):
-        raise ValueError(f"{'erode' if erode else 'dilate'}: label maps must be >= 0 (0 = background); "
-                         f"got the value {int(x.min())}")
+    if x.dtype in (torch.int32, torch.int64) and x.numel() > 0:  # bool / uint8 cannot be negative
+        lowest = int(x.min())
+        if lowest < 0:
+            raise ValueError(f"{'erode' if erode else 'dilate'}: label maps must be >= 0 (0 = background); "
+                             f"got the value {lowest}")
     if repeats == 0 or not sizes or x.numel() == 0:
         return x.clone()
     triples = [offsets[i:i + 3] for i in range(0, len(offsets), 3)]
