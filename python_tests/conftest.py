@@ -28,3 +28,7 @@ def cuda_device():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pytest_report_header(config):
+    return f"noisyseg_ext build: {noisyseg_ext.build_info()}"
