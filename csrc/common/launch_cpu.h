@@ -14,7 +14,10 @@ namespace noisyseg {
 
 // One row segment, vectorised across columns: body(row, col0 + j, i0 + j) for j < len.
 template <typename A, typename Body>
-inline void cpu_row_segment(const Body& body, int64_t row, int64_t col0, int64_t i0, int64_t len, A* sums) {
+inline void cpu_row_segment(const Body& body_ref, int64_t row, int64_t col0, int64_t i0, int64_t len, A* sums) {
+  // A local copy: through a reference, the body's pointers could change with every store the loop
+  // makes, so GCC would reload them and fall back to gathers instead of contiguous vector loads.
+  const Body body = body_ref;
   A s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
   for (int64_t j = 0; j < len; ++j) {

@@ -7,8 +7,7 @@ namespace noisyseg {
 
 struct WceArgs {
   int dtype = 0, label_dtype = 0;  // DType codes of logits (and weight, grads) and target
-  uintptr_t x = 0, target = 0, weight = 0, lse = 0;  // weight: never null (a ones scalar if absent)
-  int64_t w_stride = 1;                               // 0 when weight is one broadcast value
+  uintptr_t x = 0, target = 0, weight = 0;  // weight 0: all weights 1
   int64_t N = 0, C = 0, S = 0, ignore_index = -100, parts = 1;
   // forward
   uintptr_t loss_map = 0, partials = 0, flag = 0;  // partials: (parts, 4) doubles

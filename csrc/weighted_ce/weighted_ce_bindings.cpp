@@ -12,7 +12,7 @@ NOISYSEG_REGISTER_BINDINGS(weighted_ce) {
       .def(py::init<>())
       .def_readwrite("dtype", &WceArgs::dtype).def_readwrite("label_dtype", &WceArgs::label_dtype)
       .def_readwrite("x", &WceArgs::x).def_readwrite("target", &WceArgs::target)
-      .def_readwrite("weight", &WceArgs::weight).def_readwrite("w_stride", &WceArgs::w_stride).def_readwrite("lse", &WceArgs::lse)
+      .def_readwrite("weight", &WceArgs::weight)
       .def_readwrite("N", &WceArgs::N).def_readwrite("C", &WceArgs::C).def_readwrite("S", &WceArgs::S)
       .def_readwrite("ignore_index", &WceArgs::ignore_index).def_readwrite("parts", &WceArgs::parts)
       .def_readwrite("loss_map", &WceArgs::loss_map).def_readwrite("partials", &WceArgs::partials)

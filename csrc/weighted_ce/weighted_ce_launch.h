@@ -40,11 +40,13 @@ void wce_forward(const WceArgs& a, const Launch& launch) {
     using T = typename decltype(tf)::type;
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
-    dispatch_bool(a.loss_map != 0, [&](auto map) {
-      wce::Forward<T, L, decltype(cc)::value, decltype(map)::value> body{
-          as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight), a.w_stride,
-          as_ptr<T>(a.loss_map), as_ptr<A>(a.lse), a.C, a.S, a.ignore_index};
-      launch.template rows_cols<4, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+    dispatch_bool(a.weight != 0, [&](auto weighted) {
+      dispatch_bool(a.loss_map != 0, [&](auto map) {
+        wce::Forward<T, L, decltype(cc)::value, decltype(weighted)::value, decltype(map)::value> body{
+            as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
+            as_ptr<T>(a.loss_map), a.C, a.S, a.ignore_index};
+        launch.template rows_cols<4, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+      });
     });
   });
 }
@@ -55,12 +57,14 @@ void wce_backward(const WceArgs& a, const Launch& launch) {
     using T = typename decltype(tf)::type;
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
-    dispatch_bool(a.grad_w != 0, [&](auto grad_w) {
-      wce::Backward<T, L, decltype(cc)::value, decltype(grad_w)::value> body{
-          as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight), a.w_stride,
-          as_ptr<const A>(a.lse), as_ptr<const A>(a.g), a.g_stride, as_ptr<const A>(a.gws),
-          as_ptr<T>(a.grad_x), as_ptr<T>(a.grad_w), a.C, a.S, a.ignore_index};
-      launch.template rows_cols<0, A>(a.N, a.S, a.parts, nullptr, body);
+    dispatch_bool(a.weight != 0, [&](auto weighted) {
+      dispatch_bool(a.grad_w != 0, [&](auto grad_w) {
+        wce::Backward<T, L, decltype(cc)::value, decltype(weighted)::value, decltype(grad_w)::value> body{
+            as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
+            as_ptr<const A>(a.g), a.g_stride, as_ptr<const A>(a.gws),
+            as_ptr<T>(a.grad_x), as_ptr<T>(a.grad_w), a.C, a.S, a.ignore_index};
+        launch.template rows_cols<0, A>(a.N, a.S, a.parts, nullptr, body);
+      });
     });
   });
 }
@@ -72,8 +76,8 @@ void wce_double_backward(const WceArgs& a, const Launch& launch) {
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
     wce::DoubleBackward<T, L, decltype(cc)::value> body{
-        as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight), a.w_stride,
-        as_ptr<const A>(a.lse), as_ptr<const A>(a.g), a.g_stride, as_ptr<const T>(a.ggx), as_ptr<const T>(a.ggw),
+        as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
+        as_ptr<const A>(a.g), a.g_stride, as_ptr<const T>(a.ggx), as_ptr<const T>(a.ggw),
         as_ptr<T>(a.grad_x), as_ptr<A>(a.grad_g), as_ptr<T>(a.grad_w), a.C, a.S, a.ignore_index};
     launch.template rows_cols<0, A>(a.N, a.S, a.parts, nullptr, body);
   });

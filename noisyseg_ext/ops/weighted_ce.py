@@ -2,7 +2,7 @@
 
 Three custom ops, each the derivative of the one before (math in csrc/weighted_ce/weighted_ce_math.h):
 
-* ``noisyseg::weighted_ce_fwd``      per-pixel ``w * CE`` (map or fused sum), saves log-sum-exp;
+* ``noisyseg::weighted_ce_fwd``      per-pixel ``w * CE`` (map or fused sum) and counts;
 * ``noisyseg::weighted_ce_bwd``      d/dlogits and d/dweight, itself differentiable;
 * ``noisyseg::weighted_ce_bwd_bwd``  the derivative of the backward (meta-learning's second order).
 
@@ -12,6 +12,7 @@ handles their derivatives to every order.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -23,21 +24,17 @@ from noisyseg_ext.ops._kernels import C as _C
 REDUCTIONS = ("none", "mean", "sum", "weighted_mean")
 
 
-def _args(logits: Tensor, target: Tensor, weight: Optional[Tensor], lse: Tensor, ignore_index: int):
-    """Kernel arguments, and the tensors that must stay alive until the launch has run."""
+def _args(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int):
+    """Kernel arguments (pointers into the given tensors, which must outlive the launch)."""
     a = _C.WceArgs()
     a.dtype = _kernels.DTYPE_CODES[logits.dtype]
     a.label_dtype = _kernels.DTYPE_CODES[target.dtype]
-    if weight is None:  # one broadcast 1 (stride 0) keeps the kernel free of pointer tests
-        weight = torch.ones(1, dtype=logits.dtype, device=logits.device)
-        a.w_stride = 0
-    a.x, a.target, a.weight, a.lse = (_kernels.ptr(logits), _kernels.ptr(target),
-                                      _kernels.ptr(weight), _kernels.ptr(lse))
+    a.x, a.target, a.weight = _kernels.ptr(logits), _kernels.ptr(target), _kernels.ptr(weight)
     a.N, a.C = logits.shape[0], logits.shape[1]
     a.S = target[0].numel() if target.shape[0] > 0 else 0
     a.ignore_index = ignore_index
     a.parts = _kernels.num_parts(target.numel())
-    return a, weight
+    return a
 
 
 def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -56,15 +53,14 @@ def _raise_bad_label(target: Tensor, C: int, ignore_index: int) -> None:
 
 @torch.library.custom_op("noisyseg::weighted_ce_fwd", mutates_args=())
 def _fwd(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
-         want_map: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+         want_map: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
-    lse (N, *spatial) accumulation dtype, number of non-ignored pixels (0-dim float64),
-    sum of weight over non-ignored pixels (0-dim, accumulation dtype))."""
+    number of non-ignored pixels (0-dim float64), sum of weight over non-ignored pixels (0-dim,
+    accumulation dtype))."""
     logits, target, weight = logits.contiguous(), target.contiguous(), _contig(weight)
     acc = _kernels.acc_dtype(logits.dtype)
-    lse = torch.empty(target.shape, dtype=acc, device=logits.device)
     loss_map = torch.empty(target.shape, dtype=logits.dtype, device=logits.device) if want_map else None
-    a, _keep = _args(logits, target, weight, lse, ignore_index)
+    a = _args(logits, target, weight, ignore_index)
     partials = torch.zeros((a.parts, 4), dtype=torch.float64, device=logits.device)
     a.loss_map, a.partials = _kernels.ptr(loss_map), _kernels.ptr(partials)
     _C.weighted_ce_forward(a, *_kernels.device_args(logits))
@@ -72,33 +68,33 @@ def _fwd(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index:
     if stats[3].item() > 0:
         _raise_bad_label(target, logits.shape[1], ignore_index)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
-    return out, lse, stats[1].clone(), stats[2].to(acc, copy=True)
+    return out, stats[1].clone(), stats[2].to(acc, copy=True)
 
 
 @_fwd.register_fake
 def _fwd_fake(logits, target, weight, ignore_index, want_map):
     acc = _kernels.acc_dtype(logits.dtype)
     out = (logits.new_empty(target.shape) if want_map else logits.new_empty((), dtype=acc))
-    return (out, logits.new_empty(target.shape, dtype=acc), logits.new_empty((), dtype=torch.float64),
-            logits.new_empty((), dtype=acc))
+    return out, logits.new_empty((), dtype=torch.float64), logits.new_empty((), dtype=acc)
 
 
 def _fwd_setup(ctx, inputs, output):
     logits, target, weight, ignore_index, want_map = inputs
-    ctx.save_for_backward(logits, target, weight, output[1])
+    ctx.save_for_backward(logits, target, weight)
     ctx.ignore_index = ignore_index
     ctx.out_shape = output[0].shape
 
 
-def _fwd_backward(ctx, g_out, g_lse, g_count, g_wsum):
-    logits, target, weight, lse = ctx.saved_tensors
-    acc = lse.dtype
+def _fwd_backward(ctx, g_out, g_count, g_wsum):
+    logits, target, weight = ctx.saved_tensors
+    acc = _kernels.acc_dtype(logits.dtype)
     need_w = weight is not None and ctx.needs_input_grad[2]
     if not (ctx.needs_input_grad[0] or need_w):
         return None, None, None, None, None
-    g = (g_out.to(acc) if g_out is not None else lse.new_zeros(ctx.out_shape)).contiguous()
-    gws = g_wsum.to(acc) if g_wsum is not None else lse.new_zeros(())
-    gx, gw = torch.ops.noisyseg.weighted_ce_bwd(g, gws, logits, target, weight, lse, ctx.ignore_index, need_w)
+    zeros = functools.partial(torch.zeros, dtype=acc, device=logits.device)
+    g = (g_out.to(acc) if g_out is not None else zeros(ctx.out_shape)).contiguous()
+    gws = g_wsum.to(acc) if g_wsum is not None else zeros(())
+    gx, gw = torch.ops.noisyseg.weighted_ce_bwd(g, gws, logits, target, weight, ctx.ignore_index, need_w)
     return gx, None, (gw if need_w else None), None, None
 
 
@@ -109,7 +105,7 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 # backward
 
 @torch.library.custom_op("noisyseg::weighted_ce_bwd", mutates_args=())
-def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optional[Tensor], lse: Tensor,
+def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optional[Tensor],
          ignore_index: int, need_weight_grad: bool) -> tuple[Tensor, Tensor]:
     """g: (N, *spatial) or 0-dim upstream gradient per pixel (accumulation dtype); gws: 0-dim
     gradient of the weight sum. Returns (grad_logits like logits, grad_weight like weight, or an
@@ -118,7 +114,7 @@ def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optiona
     grad_x = torch.empty_like(logits)
     grad_w = (torch.empty_like(weight) if (weight is not None and need_weight_grad)
               else logits.new_empty(0))
-    a, _keep = _args(logits, target, weight, lse.contiguous(), ignore_index)
+    a = _args(logits, target, weight, ignore_index)
     a.g, a.g_stride, a.gws = _kernels.ptr(g), (1 if g.dim() > 0 else 0), _kernels.ptr(gws.contiguous())
     a.grad_x, a.grad_w = _kernels.ptr(grad_x), _kernels.ptr(grad_w)
     _C.weighted_ce_backward(a, *_kernels.device_args(logits))
@@ -126,32 +122,33 @@ def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optiona
 
 
 @_bwd.register_fake
-def _bwd_fake(g, gws, logits, target, weight, lse, ignore_index, need_weight_grad):
+def _bwd_fake(g, gws, logits, target, weight, ignore_index, need_weight_grad):
     grad_w = torch.empty_like(weight) if (weight is not None and need_weight_grad) else logits.new_empty(0)
     return torch.empty_like(logits), grad_w
 
 
 def _bwd_setup(ctx, inputs, output):
-    g, gws, logits, target, weight, lse, ignore_index, need_weight_grad = inputs
-    ctx.save_for_backward(g, logits, target, weight, lse)
+    g, gws, logits, target, weight, ignore_index, need_weight_grad = inputs
+    ctx.save_for_backward(g, logits, target, weight)
     ctx.ignore_index = ignore_index
     ctx.need_weight_grad = need_weight_grad
 
 
 def _bwd_backward(ctx, ggx, ggw):
-    g, logits, target, weight, lse = ctx.saved_tensors
+    g, logits, target, weight = ctx.saved_tensors
+    acc = _kernels.acc_dtype(logits.dtype)
     if not ctx.need_weight_grad or weight is None or (ggw is not None and ggw.numel() == 0):
         ggw = None
     if ggx is None and ggw is None:
-        return (None,) * 8
+        return (None,) * 7
     d_x, d_g_map, d_w = torch.ops.noisyseg.weighted_ce_bwd_bwd(
-        _contig(ggx), _contig(ggw), g, logits, target, weight, lse, ctx.ignore_index)
+        _contig(ggx), _contig(ggw), g, logits, target, weight, ctx.ignore_index)
     d_g = d_g_map.sum() if g.dim() == 0 else d_g_map
     d_gws = None
     if ggw is not None:
         valid = target.long() != ctx.ignore_index
-        d_gws = torch.where(valid, ggw.to(lse.dtype), torch.zeros((), dtype=lse.dtype, device=lse.device)).sum()
-    return d_g, d_gws, d_x, None, (d_w if weight is not None else None), None, None, None
+        d_gws = torch.where(valid, ggw.to(acc), torch.zeros((), dtype=acc, device=ggw.device)).sum()
+    return d_g, d_gws, d_x, None, (d_w if weight is not None else None), None, None
 
 
 _bwd.register_autograd(_bwd_backward, setup_context=_bwd_setup)
@@ -162,14 +159,14 @@ _bwd.register_autograd(_bwd_backward, setup_context=_bwd_setup)
 
 @torch.library.custom_op("noisyseg::weighted_ce_bwd_bwd", mutates_args=())
 def _bwd_bwd(ggx: Optional[Tensor], ggw: Optional[Tensor], g: Tensor, logits: Tensor, target: Tensor,
-             weight: Optional[Tensor], lse: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor]:
+             weight: Optional[Tensor], ignore_index: int) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (d logits like logits, d g per pixel (N, *spatial) accumulation dtype,
     d weight like weight or empty)."""
     logits, target, weight, g = logits.contiguous(), target.contiguous(), _contig(weight), g.contiguous()
     d_x = torch.empty_like(logits)
-    d_g = torch.empty(target.shape, dtype=lse.dtype, device=logits.device)
+    d_g = torch.empty(target.shape, dtype=_kernels.acc_dtype(logits.dtype), device=logits.device)
     d_w = torch.empty_like(weight) if weight is not None else logits.new_empty(0)
-    a, _keep = _args(logits, target, weight, lse.contiguous(), ignore_index)
+    a = _args(logits, target, weight, ignore_index)
     a.g, a.g_stride = _kernels.ptr(g), (1 if g.dim() > 0 else 0)
     a.ggx, a.ggw = _kernels.ptr(_contig(ggx)), _kernels.ptr(_contig(ggw))
     a.grad_x, a.grad_g, a.grad_w = _kernels.ptr(d_x), _kernels.ptr(d_g), _kernels.ptr(d_w)
@@ -178,9 +175,9 @@ def _bwd_bwd(ggx: Optional[Tensor], ggw: Optional[Tensor], g: Tensor, logits: Te
 
 
 @_bwd_bwd.register_fake
-def _bwd_bwd_fake(ggx, ggw, g, logits, target, weight, lse, ignore_index):
+def _bwd_bwd_fake(ggx, ggw, g, logits, target, weight, ignore_index):
     d_w = torch.empty_like(weight) if weight is not None else logits.new_empty(0)
-    return torch.empty_like(logits), logits.new_empty(target.shape, dtype=lse.dtype), d_w
+    return torch.empty_like(logits), logits.new_empty(target.shape, dtype=_kernels.acc_dtype(logits.dtype)), d_w
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,7 +229,7 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
         weight = weight.to(logits.dtype)
     if not _kernels.use_kernel("weighted_ce", logits.device):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
-    out, _, count, wsum = torch.ops.noisyseg.weighted_ce_fwd(
+    out, count, wsum = torch.ops.noisyseg.weighted_ce_fwd(
         logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
     if reduction == "none":
         return out
