@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu_parallel.h"
 #include "sums.h"
@@ -27,6 +28,22 @@ inline void cpu_row_segment(const Body& body_ref, int64_t row, int64_t col0, int
   sums[0] += s0; sums[1] += s1; sums[2] += s2; sums[3] += s3;
 }
 
+// Bodies may offer `Sums4<A> tile(row, col0, i0, len)` (len <= kTile) for a loop order of their
+// own (see weighted_ce's run-time class count); they say so with `static constexpr bool kTiled`.
+template <typename Body, typename = void>
+struct is_tiled : std::false_type {};
+template <typename Body>
+struct is_tiled<Body, std::void_t<decltype(Body::kTiled)>> : std::bool_constant<Body::kTiled> {};
+
+template <typename A, typename Body>
+inline void cpu_row_tiles(const Body& body, int64_t row, int64_t col0, int64_t i0, int64_t len, A* sums) {
+  constexpr int64_t tile = Body::kTileSize;
+  for (int64_t j = 0; j < len; j += tile) {
+    const Sums4<A> r = body.tile(row, col0 + j, i0 + j, len - j < tile ? len - j : tile);
+    sums[0] += r.s0; sums[1] += r.s1; sums[2] += r.s2; sums[3] += r.s3;
+  }
+}
+
 // Runs body over rows x cols elements, split into `parts` slices; when `partials` is non-null,
 // writes the K per-slice sums of acc to partials[part * K + k] (as double).
 template <int K, typename A, typename Body>
@@ -38,7 +55,8 @@ void cpu_rows_cols(int64_t rows, int64_t cols, int64_t parts, double* partials, 
     for (int64_t i0 = begin; i0 < end;) {
       const int64_t row = i0 / cols, col0 = i0 - row * cols;
       const int64_t len = (end - i0 < cols - col0) ? end - i0 : cols - col0;  // rest of this row
-      cpu_row_segment<A>(body, row, col0, i0, len, sums);
+      if constexpr (is_tiled<Body>::value) cpu_row_tiles<A>(body, row, col0, i0, len, sums);
+      else cpu_row_segment<A>(body, row, col0, i0, len, sums);
       i0 += len;
     }
     if (partials)

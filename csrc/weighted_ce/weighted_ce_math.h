@@ -40,51 +40,110 @@ struct PixelScores {
   template <typename A> NS_HD A at(int64_t c) const { return load<A>(x, c * stride); }
 };
 
-// log-sum-exp of the scores, and the score of class t (0 if t is not a class). NaN in, NaN out.
+// The steps of log-sum-exp, shared by the per-pixel path and the CPU tile path below.
+template <typename A>
+struct LseState {
+  A m = -ns_inf<A>(), sum = 0, x_t = 0;  // running max, sum of exp(x - m), score of the label
+};
+template <typename A>
+NS_HD void lse_max_step(LseState<A>& st, A v, bool is_label) {  // first pass over the classes
+  st.m = nan_max(st.m, v);
+  st.x_t = is_label ? v : st.x_t;
+}
+template <typename A>
+NS_HD void lse_sum_step(LseState<A>& st, A v) { st.sum += ns_exp(v - st.m); }  // second pass
+template <typename A>
+NS_HD A lse_finish(const LseState<A>& st) {  // NaN in, NaN out; +-inf max gives the max
+  const bool finite_max = (st.m != ns_inf<A>()) & (st.m != -ns_inf<A>());
+  const A log_sum = ns_log(st.sum);  // unconditionally: a conditional call is control flow
+  return finite_max ? st.m + log_sum : st.m;
+}
+
+// log-sum-exp of one pixel's scores, and the score of class t (0 if t is not a class).
 template <typename A, typename T, int CC>
 NS_HD A logsumexp_and_pick(const PixelScores<T, CC>& px, int64_t t, A& x_t) {
   const int64_t C = px.classes();
-  A m = -ns_inf<A>();
-  x_t = A(0);
-  for (int64_t c = 0; c < C; ++c) {
-    const A v = px.template at<A>(c);
-    m = nan_max(m, v);
-    x_t = (c == t) ? v : x_t;
-  }
-  A sum = 0;
-  for (int64_t c = 0; c < C; ++c) sum += ns_exp(px.template at<A>(c) - m);
-  const bool finite_max = (m != ns_inf<A>()) & (m != -ns_inf<A>());
-  const A log_sum = ns_log(sum);  // unconditionally: a conditional call is control flow
-  return finite_max ? m + log_sum : m;
+  LseState<A> st;
+  for (int64_t c = 0; c < C; ++c) lse_max_step(st, px.template at<A>(c), c == t);
+  for (int64_t c = 0; c < C; ++c) lse_sum_step(st, px.template at<A>(c));
+  x_t = st.x_t;
+  return lse_finish(st);
 }
+
+template <typename L>
+NS_HD bool is_valid_label(int64_t t, int64_t C, int64_t ignore_index) {
+  return (t != ignore_index) & (t >= 0) & (t < C);
+}
+
+// d(w CE)/dx_c for one class: g w (p_c - [c = t]), 0 at pixels that are not valid. (The one-hot
+// comes in as a number: a bool turned into one inside an inlined call stopped GCC vectorising.)
+template <typename A>
+NS_HD A grad_logit(A gw, A p, A onehot, bool valid) { return valid ? gw * (p - onehot) : A(0); }
+
+// CPU only: with C read at run time GCC does not vectorise a pixel loop around class loops, so
+// bodies with CC = 0 also offer `tile`: the same steps with the class loop outside and a loop over
+// up to kTile pixels of one row inside (which vectorises). The launcher uses it when kTiled.
+constexpr int64_t kTile = 256;
 
 template <typename T, typename L, int CC, bool kWeight, bool kMap>
 struct Forward {
   using A = acc_t<T>;
+  static constexpr bool kTiled = CC == 0;
+  static constexpr int64_t kTileSize = kTile;
   const T* x; const L* target;
   const T* weight;                                 // (N, S), read when kWeight (else w = 1)
   T* loss_map;                                     // (N, S), written when kMap
   int64_t C, S, ignore_index;
 
   // Sums: [w*CE, valid pixels, w over valid pixels, labels out of range]
-  NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
+  NS_HD Sums4<A> finish(int64_t i, int64_t t, A lse, A x_t) const {
     const int64_t Cn = CC > 0 ? CC : C;
-    const PixelScores<T, CC> px{x + n * Cn * S + s, Cn, S};
-    const int64_t t = int64_t(target[i]);
     const bool ignored = t == ignore_index;
-    const bool valid = !ignored & (t >= 0) & (t < Cn);
-    A x_t;
-    const A lse = logsumexp_and_pick<A>(px, t, x_t);
+    const bool valid = is_valid_label<L>(t, Cn, ignore_index);
     const A w = kWeight ? load<A>(weight, i) : A(1);
     const A v = valid ? w * (lse - x_t) : A(0);
     if (kMap) store(loss_map, i, v);
     return Sums4<A>{v, valid ? A(1) : A(0), valid ? w : A(0), (!ignored & !valid) ? A(1) : A(0)};
   }
+
+  NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
+    const int64_t Cn = CC > 0 ? CC : C;
+    const int64_t t = int64_t(target[i]);
+    A x_t;
+    const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + n * Cn * S + s, Cn, S}, t, x_t);
+    return finish(i, t, lse, x_t);
+  }
+
+#if !defined(__CUDACC__)
+  Sums4<A> tile(int64_t n, int64_t s0, int64_t i0, int64_t len) const {
+    int64_t t[kTile];
+    LseState<A> st[kTile];
+    const T* xb = x + n * C * S + s0;
+    for (int64_t j = 0; j < len; ++j) t[j] = int64_t(target[i0 + j]);
+    for (int64_t c = 0; c < C; ++c) {
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) lse_max_step(st[j], load<A>(xb + c * S, j), c == t[j]);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) lse_sum_step(st[j], load<A>(xb + c * S, j));
+    }
+    A s_0 = 0, s_1 = 0, s_2 = 0, s_3 = 0;
+#pragma omp simd reduction(+ : s_0, s_1, s_2, s_3)
+    for (int64_t j = 0; j < len; ++j) {
+      const Sums4<A> r = finish(i0 + j, t[j], lse_finish(st[j]), st[j].x_t);
+      s_0 += r.s0; s_1 += r.s1; s_2 += r.s2; s_3 += r.s3;
+    }
+    return Sums4<A>{s_0, s_1, s_2, s_3};
+  }
+#endif
 };
 
 template <typename T, typename L, int CC, bool kWeight, bool kGradW>
 struct Backward {
   using A = acc_t<T>;
+  static constexpr bool kTiled = CC == 0;
+  static constexpr int64_t kTileSize = kTile;
   const T* x; const L* target;
   const T* weight;               // (N, S), read when kWeight (else w = 1)
   const A* g; int64_t g_stride;  // per-pixel upstream gradient, or one scalar (stride 0)
@@ -93,23 +152,58 @@ struct Backward {
   T* grad_w;                     // (N, S), written when kGradW
   int64_t C, S, ignore_index;
 
+  // g * w at a pixel, and d/dw written there.
+  NS_HD A weight_grad_and_scale(int64_t i, int64_t t, A lse, A x_t, bool valid) const {
+    const A gp = g[i * g_stride];
+    if (kGradW) store(grad_w, i, valid ? gp * (lse - x_t) + *gws : A(0));
+    return gp * (kWeight ? load<A>(weight, i) : A(1));
+  }
+
   NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t base = n * Cn * S + s;
     const int64_t t = int64_t(target[i]);
-    const bool valid = (t != ignore_index) & (t >= 0) & (t < Cn);
+    const bool valid = is_valid_label<L>(t, Cn, ignore_index);
     A x_t;
     const A l = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t);
-    const A gp = g[i * g_stride];
-    const A w = kWeight ? load<A>(weight, i) : A(1);
-    const A gw = gp * w;
-    for (int64_t c = 0; c < Cn; ++c) {
-      const A p = ns_exp(load<A>(x, base + c * S) - l);
-      store(grad_x, base + c * S, valid ? gw * (p - A(c == t)) : A(0));
-    }
-    if (kGradW) store(grad_w, i, valid ? gp * (l - x_t) + *gws : A(0));
+    const A gw = weight_grad_and_scale(i, t, l, x_t, valid);
+    for (int64_t c = 0; c < Cn; ++c)
+      store(grad_x, base + c * S, grad_logit(gw, ns_exp(load<A>(x, base + c * S) - l), A(c == t), valid));
     return {};
   }
+
+#if !defined(__CUDACC__)
+  Sums4<A> tile(int64_t n, int64_t s0, int64_t i0, int64_t len) const {
+    int64_t t[kTile];
+    LseState<A> st[kTile];
+    A lse[kTile], gw[kTile], valid[kTile];  // valid as 1 / 0: a bool array stops the vectoriser
+    const int64_t base = n * C * S + s0;
+    for (int64_t j = 0; j < len; ++j) t[j] = int64_t(target[i0 + j]);
+    for (int64_t c = 0; c < C; ++c) {
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) lse_max_step(st[j], load<A>(x, base + c * S + j), c == t[j]);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) lse_sum_step(st[j], load<A>(x, base + c * S + j));
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) {
+      lse[j] = lse_finish(st[j]);
+      const bool ok = is_valid_label<L>(t[j], C, ignore_index);
+      valid[j] = ok ? A(1) : A(0);
+      gw[j] = weight_grad_and_scale(i0 + j, t[j], lse[j], st[j].x_t, ok);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t k = base + c * S + j;
+        store(grad_x, k, grad_logit(gw[j], ns_exp(load<A>(x, k) - lse[j]), A(c == t[j]), valid[j] != A(0)));
+      }
+    }
+    return {};
+  }
+#endif
 };
 
 template <typename T, typename L, int CC>
@@ -129,7 +223,7 @@ struct DoubleBackward {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t base = n * Cn * S + s;
     const int64_t t = int64_t(target[i]);
-    const bool valid = (t != ignore_index) & (t >= 0) & (t < Cn);
+    const bool valid = is_valid_label<L>(t, Cn, ignore_index);
     A x_t;
     const A l = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t);
     const A gp = g[i * g_stride];
