@@ -155,8 +155,8 @@ def elastic_deform(x: torch.Tensor, displacement: torch.Tensor, *, order: int = 
     ndim = displacement.dim() - 2
     spatial = list(x.shape[-ndim:])
     n = x.shape[0]
-    xs = x.reshape(n, -1, *spatial)
-    channels = xs.shape[1]
+    channels = x.shape[1] if x.dim() == ndim + 2 else 1
+    xs = x.reshape(n, channels, *spatial)
     field = elastic_displacement_field(displacement, spatial)  # (N, ndim, *spatial)
     coords = []
     for k in range(ndim):
