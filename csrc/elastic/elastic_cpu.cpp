@@ -6,6 +6,7 @@ namespace noisyseg {
 namespace {
 
 struct ElasticCpuLauncher {
+  static constexpr int kLineBlock = 32;  // 32 adjacent prefilter lines per item: cache-friendly
   // body(i) for i in [0, n); `cost` = rough work per item, to skip threading tiny problems.
   template <typename Body>
   void for_each(int64_t n, int64_t cost, const Body& body) const {

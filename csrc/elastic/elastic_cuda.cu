@@ -21,6 +21,7 @@ __global__ void elastic_lines_kernel(int64_t n, int64_t line_len, Body body) {
 }
 
 struct ElasticCudaLauncher {
+  static constexpr int kLineBlock = 1;  // one prefilter line per thread (coalesced across threads)
   uintptr_t stream;
   const char* what;
   template <typename Body>

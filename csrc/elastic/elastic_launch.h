@@ -1,5 +1,5 @@
 // elastic: dtype / order / ndim dispatch and body construction, written once for both devices.
-// A launch policy provides  for_each(n, body)  (body(i) for i in [0, n)) and
+// A launch policy provides  kLineBlock (prefilter lines run in lockstep per item),  for_each(n, cost, body)  (body(i) for i in [0, n)) and
 // lines(n_lines, line_len, body)  (body.run_line(line, begin, end) covering every voxel once).
 #pragma once
 
@@ -16,11 +16,12 @@ namespace noisyseg {
 template <typename Launch>
 void elastic_prefilter(const ElasticPrefilterArgs& a, const Launch& launch) {
   if (a.outer * a.len * a.inner == 0) return;
-  const int64_t lines = a.outer * a.inner;
+  constexpr int B = Launch::kLineBlock;
+  const int64_t groups = elastic::PrefilterLines<B, float>::groups(a.outer, a.inner);
   if (a.dtype == kFloat64) {
-    launch.for_each(lines, a.len, elastic::PrefilterLines<double>{as_ptr<double>(a.data), a.len, a.inner});
+    launch.for_each(groups, a.len * B, elastic::PrefilterLines<B, double>{as_ptr<double>(a.data), a.outer, a.len, a.inner});
   } else if (a.dtype == kFloat32) {
-    launch.for_each(lines, a.len, elastic::PrefilterLines<float>{as_ptr<float>(a.data), a.len, a.inner});
+    launch.for_each(groups, a.len * B, elastic::PrefilterLines<B, float>{as_ptr<float>(a.data), a.outer, a.len, a.inner});
   } else {
     throw std::invalid_argument("elastic_prefilter: coefficients must be float32 or float64, got dtype code " +
                                 std::to_string(a.dtype));
