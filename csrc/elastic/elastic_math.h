@@ -76,6 +76,18 @@ NS_HD double map_coordinate(double in, int64_t len, int mode) {
   return in;
 }
 
+// floor() for the finite, in-range coordinates used here (|x| < 2^62): without SSE4.1 code
+// generation the host compiler calls libm's floor, several of which per voxel cost more than the
+// rest of the sampling; a truncating conversion does the same job.
+NS_HD double fast_floor(double x) {
+#if defined(__CUDA_ARCH__)
+  return floor(x);
+#else
+  const double t = double(int64_t(x));
+  return t > x ? t - 1.0 : t;
+#endif
+}
+
 // Position of voxel j (of an axis of length len) on a control grid of `points` points.
 NS_HD double grid_position(int64_t j, int64_t len, int64_t points) {
   return len > 1 ? double(points - 1) * double(j) / double(len - 1) : 0.0;
@@ -84,13 +96,13 @@ NS_HD double grid_position(int64_t j, int64_t len, int64_t points) {
 // First tap of a spline of order ORDER at coordinate x.
 template <int ORDER>
 NS_HD int64_t spline_start(double x) {
-  return (ORDER & 1) ? int64_t(floor(x)) - ORDER / 2 : int64_t(floor(x + 0.5)) - ORDER / 2;
+  return (ORDER & 1) ? int64_t(fast_floor(x)) - ORDER / 2 : int64_t(fast_floor(x + 0.5)) - ORDER / 2;
 }
 
 // The ORDER + 1 B-spline weights at x (scipy's get_spline_interpolation_weights, orders 0, 1, 3).
 template <int ORDER>
 NS_HD void spline_weights(double x, double* w) {
-  x -= floor((ORDER & 1) ? x : x + 0.5);
+  x -= fast_floor((ORDER & 1) ? x : x + 0.5);
   if (ORDER == 1) {
     w[0] = 1.0 - x;
   } else if (ORDER == 3) {
