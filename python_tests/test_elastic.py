@@ -100,6 +100,17 @@ def test_float_order0_and_cval_match_elasticdeform():
     assert (want == -2.5).any()  # the constant border is exercised
 
 
+@pytest.mark.parametrize("cval", [2.5, -1.5, 300.0])
+def test_label_cval_rounding_matches_elasticdeform(cval):
+    ed = pytest.importorskip("elasticdeform")
+    d = _grid(1, (20, 16), (3, 3), sigma=8.0, seed=1)
+    for dtype in LABELS:
+        lab = _labels(1, (20, 16), 2, dtype)
+        want = _elasticdeform_per_sample(ed, lab, d, 0, "constant", cval)
+        got = noisyseg_ext.elastic_deform(lab, d, cval=cval)
+        assert (got.numpy() == want).mean() >= 0.999, dtype
+
+
 def test_large_3d_labels_match_elasticdeform():
     ed = pytest.importorskip("elasticdeform")
     spatial = (48, 40, 36)
@@ -308,8 +319,26 @@ def test_bad_input(call, exc, match):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_devices_must_agree():
+def test_devices():
     x = _image(2, (12, 10), 0).cuda()
     d = _grid(2, (12, 10), (3, 3), 2.0, 2)
+    # a CPU grid is copied to the images' device; a CUDA grid with CPU images is an error
+    torch.testing.assert_close(noisyseg_ext.elastic_deform(x, d, order=3), noisyseg_ext.elastic_deform(x, d.cuda(), order=3))
     with pytest.raises(ValueError, match="device"):
-        noisyseg_ext.elastic_deform(x, d)
+        noisyseg_ext.elastic_deform(x.cpu(), d.cuda())
+    with pytest.raises(ValueError, match="device"):
+        noisyseg_ext.elastic_deform([x, x.cpu()], d)
+
+
+def test_reference_fallback_path(monkeypatch):
+    """What a CUDA tensor gets from a CPU-only build: the public function on the reference."""
+    from noisyseg_ext.ops import elastic as elastic_mod
+
+    d = _grid(2, (14, 11), (3, 4), 3.0, 0)
+    img, lab = _image(2, (14, 11), 1, torch.float32), _labels(2, (14, 11), 2, torch.int32)
+    want = noisyseg_ext.elastic_deform([img, lab], d, order=[3, 0], cval=[0.5, -1.5], mode="constant")
+    monkeypatch.setattr(elastic_mod._kernels, "use_kernel", lambda op, device: False)
+    got = noisyseg_ext.elastic_deform([img, lab], d, order=[3, 0], cval=[0.5, -1.5], mode="constant")
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    assert (got[1] == want[1]).double().mean() >= 0.999
+    assert (got[1] == -2).any()  # cval -1.5 rounds half away from zero, as elasticdeform

@@ -199,7 +199,8 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
             or uint8 / int32 / int64 / bool label maps (order 0 only; values are copied exactly).
         displacement: (N, ndim, *points) floating, one control grid per sample, in pixels
             (``displacement[n, k]`` moves along spatial axis k), ndim = 2 or 3, points >= 2 per axis
-            (they may differ between axes). Computed in float64.
+            (they may differ between axes). Computed in float64. On x's device, or on the CPU (then
+            copied to x's device).
         order: 0 (nearest: labels), 1 (linear) or 3 (cubic B-spline with prefilter: images); one
             per tensor when x is a list.
         mode: border mode for sampling positions outside the image: ``"constant"`` (cval; as in
@@ -230,6 +231,8 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
     if not isinstance(xs, (list, tuple)) or len(xs) == 0:
         raise TypeError(f"{OP}: x must be a tensor or a non-empty list/tuple of tensors; got {type(x).__name__}")
     count = len(xs)
+    if isinstance(xs[0], Tensor) and displacement.device.type == "cpu" and xs[0].device.type != "cpu":
+        displacement = displacement.to(xs[0].device)  # a few control points: copied to the images' device
     orders, modes = _as_list(order, count, "order"), _as_list(mode, count, "mode")
     cvals, label_flags = _as_list(cval, count, "cval"), _as_list(labels, count, "labels")
     spatial = None
