@@ -186,8 +186,9 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
                    labels: Union[Optional[bool], Sequence[Optional[bool]]] = None) -> TensorOrList:
     """Elastic deformation by a coarse control grid, as ``elasticdeform.deform_grid`` per sample.
 
-    A grid of ``points`` control points per axis spans the image corners (voxel j of an axis of
-    length L sits at grid position (P - 1) j / (L - 1)); the displacement is the cubic B-spline
+    A grid of P_k control points along spatial axis k (P = displacement.shape[2:]) spans the image
+    corners (voxel j of an axis of length L sits at grid position (P_k - 1) j / (L - 1), so a
+    3-point grid has its middle point at the image centre); the displacement is the cubic B-spline
     through the grid values (scipy spline prefilter, mirror borders), and the output pulls:
     ``out[j] = x[j + d(j)]``.
 
@@ -217,12 +218,14 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
         The deformed tensor (same shape, dtype, device as x), or a list of them for a list x.
 
     Matches ``elasticdeform.deform_grid(X, displacement[n], order=order, mode=mode, cval=cval)``
-    sample by sample: to float64 round-off in float64, to float32 round-off otherwise (order 0
-    may differ at exact .5 ties of the sampling position). Not differentiable.
+    sample by sample: to float64 round-off for float64, to float32 round-off for float32, to the
+    output dtype's rounding for float16 / bfloat16 (which elasticdeform does not take); order 0 may
+    differ where the sampling position is at an exact .5 tie. Not differentiable (no gradient is
+    registered: backward through it raises).
 
     Raises:
         TypeError / ValueError for wrong types, dtypes, shapes (dimensionality, a displacement grid
-        that does not fit, points < 2), orders, modes or devices. A
+        that does not fit, points < 2), orders (label maps need 0), modes or devices. A
         non-finite displacement gives cval where it reaches (never a crash).
     """
     ndim = _check_displacement(displacement)
