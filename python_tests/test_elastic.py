@@ -100,6 +100,23 @@ def test_float_order0_and_cval_match_elasticdeform():
     assert (want == -2.5).any()  # the constant border is exercised
 
 
+@pytest.mark.parametrize("spatial,points,sigma", [((64, 48), (5, 3), 40.0), ((24, 20, 18), (4, 2, 3), 30.0),
+                                                  ((50, 7), (2, 2), 100.0)])
+@pytest.mark.parametrize("mode", MODES)
+def test_strong_deformation_matches_elasticdeform(spatial, points, sigma, mode):
+    """Positions far outside the image: the border modes fold them several times."""
+    ed = pytest.importorskip("elasticdeform")
+    x = _image(1, spatial, 5)
+    d = _grid(1, spatial, points, sigma=sigma, seed=6)
+    for order in (0, 1, 3):
+        want = _elasticdeform_per_sample(ed, x, d, order, mode, 0.0)
+        got = noisyseg_ext.elastic_deform(x, d, order=order, mode=mode).numpy()
+        if order == 0:
+            assert (got == want).mean() >= 0.999
+        else:
+            assert np.abs(got - want).max() < 1e-10
+
+
 @pytest.mark.parametrize("cval", [2.5, -1.5, 300.0])
 def test_label_cval_rounding_matches_elasticdeform(cval):
     ed = pytest.importorskip("elasticdeform")
