@@ -290,8 +290,24 @@ def test_torch_compile_fullgraph():
     assert torch.equal(got[1], want[1])
 
 
-def test_not_differentiable_is_documented():
-    assert "Not differentiable" in noisyseg_ext.elastic_deform.__doc__
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("mode", MODES)
+def test_gradcheck_wrt_x(order, mode):
+    for spatial, points, channels in [((7, 6), (3, 2), None), ((5, 4, 6), (2, 3, 2), 2)]:
+        d = _grid(2, spatial, points, sigma=2.0, seed=3)
+        x = _image(2, spatial, 4, channels=channels).requires_grad_()
+        assert torch.autograd.gradcheck(lambda x: noisyseg_ext.elastic_deform(x, d, order=order, mode=mode, cval=0.3),
+                                        (x,), eps=1e-6, atol=1e-8, fast_mode=True)
+
+
+def test_gradient_matches_reference_autograd():
+    d = _grid(2, (12, 9), (3, 3), sigma=3.0, seed=1)
+    x = _image(2, (12, 9), 2, torch.float32).requires_grad_()
+    g = _image(2, (12, 9), 3, torch.float32)
+    (gx,) = torch.autograd.grad(noisyseg_ext.elastic_deform(x, d, order=3, mode="mirror"), x, g)
+    (want,) = torch.autograd.grad(reference.elastic_deform(x, d, order=3, mode="mirror"), x, g)
+    assert gx.dtype == torch.float32
+    torch.testing.assert_close(gx, want, rtol=1e-5, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ Two custom ops (math in csrc/elastic/elastic_math.h):
   B-spline, mirror, like scipy.ndimage.spline_filter1d) into a float32 / float64 copy, by the same
   line-prefilter kernel.
 
-Not differentiable (neither op registers a gradient): it is meant for data augmentation and for
-synthesising label noise.
+Differentiable with respect to the float images x (the sampling is linear in x; its adjoint, a
+scatter, is written in plain torch), not with respect to the displacement: it is meant for data
+augmentation and for synthesising label noise.
 """
 
 from __future__ import annotations
@@ -107,6 +108,25 @@ def _sample(x: Tensor, field: Tensor, order: int, mode: str, cval: float, cval_l
 @_sample.register_fake
 def _sample_fake(x, field, order, mode, cval, cval_label):
     return torch.empty_like(x)
+
+
+# Gradient with respect to x only (the sampling is linear in x). It is the transposed sampling, a
+# scatter: written in plain torch (reference.elastic_sample_backward), not as a kernel.
+def _sample_setup(ctx, inputs, output):
+    x, field, order, mode, cval, cval_label = inputs
+    ctx.save_for_backward(field)
+    ctx.order, ctx.mode, ctx.x_dtype = order, mode, x.dtype
+
+
+def _sample_backward(ctx, grad):
+    if not ctx.needs_input_grad[0] or grad is None:
+        return None, None, None, None, None, None
+    (field,) = ctx.saved_tensors
+    gx = reference.elastic_sample_backward(grad, field, ctx.order, ctx.mode).to(ctx.x_dtype)
+    return gx, None, None, None, None, None
+
+
+_sample.register_autograd(_sample_backward, setup_context=_sample_setup)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,8 +240,8 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
     Matches ``elasticdeform.deform_grid(X, displacement[n], order=order, mode=mode, cval=cval)``
     sample by sample: to float64 round-off for float64, to float32 round-off for float32, to the
     output dtype's rounding for float16 / bfloat16 (which elasticdeform does not take); order 0 may
-    differ where the sampling position is at an exact .5 tie. Not differentiable (no gradient is
-    registered: backward through it raises).
+    differ where the sampling position is at an exact .5 tie. Differentiable with respect to float
+    x (any order; the backward is plain torch), not with respect to the displacement.
 
     Raises:
         TypeError / ValueError for wrong types, dtypes, shapes (dimensionality, a displacement grid

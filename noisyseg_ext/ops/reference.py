@@ -142,27 +142,18 @@ def elastic_displacement_field(displacement: torch.Tensor, spatial: list[int] | 
     return d
 
 
-def elastic_deform(x: torch.Tensor, displacement: torch.Tensor, *, order: int = 0, mode: str = "constant",
-                   cval: float = 0.0) -> torch.Tensor:
-    """Reference of :func:`noisyseg_ext.elastic_deform` for one tensor.
-
-    x (N, *spatial) or (N, C, *spatial), float (any order) or integer / bool (order 0);
-    displacement (N, ndim, *points) in pixels, ndim = 2 or 3. Computes in float64, returns x's dtype.
-    For integer outputs, cval is rounded as elasticdeform does (half away from zero, clamped).
-    """
+def _elastic_taps(field: torch.Tensor, spatial: list[int], mode: str, order: int):
+    """Sampling taps of the pull mapping for a dense field (N, ndim, *spatial) float64: the
+    "outside" mask (N, *spatial) (constant mode -> cval) and a list of (flat input index, weight)
+    pairs, each (N, *spatial), one per tap of the (order + 1)^ndim stencil (weight None for order 0)."""
     import itertools
 
-    ndim = displacement.dim() - 2
-    spatial = list(x.shape[-ndim:])
-    n = x.shape[0]
-    channels = x.shape[1] if x.dim() == ndim + 2 else 1
-    xs = x.reshape(n, channels, *spatial)
-    field = elastic_displacement_field(displacement, spatial)  # (N, ndim, *spatial)
+    ndim = len(spatial)
     coords = []
     for k in range(ndim):
         shape = [1] * ndim
         shape[k] = spatial[k]
-        pos = torch.arange(spatial[k], dtype=torch.float64, device=x.device).reshape(shape)
+        pos = torch.arange(spatial[k], dtype=torch.float64, device=field.device).reshape(shape)
         coords.append(_elastic_map_coordinate(pos + field[:, k], spatial[k], mode))
     outside = torch.zeros_like(coords[0], dtype=torch.bool)
     for c in coords:
@@ -171,35 +162,88 @@ def elastic_deform(x: torch.Tensor, displacement: torch.Tensor, *, order: int = 
     strides = [1] * ndim
     for k in range(ndim - 2, -1, -1):
         strides[k] = strides[k + 1] * spatial[k + 1]
+    per_axis = [_elastic_spline(c, order) for c in coords]
+    taps = []
+    for combo in itertools.product(range(order + 1), repeat=ndim):
+        index, weight = 0, None
+        for k, t in enumerate(combo):
+            start, w = per_axis[k]
+            index = index + _elastic_mirror_index(start + t, spatial[k]) * strides[k]
+            if order > 0:
+                weight = w[t] if weight is None else weight * w[t]
+        taps.append((index, weight))
+    return outside, taps
+
+
+def _elastic_prefilter_axes(t: torch.Tensor, ndim: int, transpose: bool = False) -> torch.Tensor:
+    """Cubic B-spline prefilter (or its adjoint) of (N, C, *spatial) float64 along every spatial axis."""
+    for k in range(ndim):
+        m = elastic_prefilter_matrix(t.shape[2 + k], t.device)
+        t = torch.movedim(torch.movedim(t, 2 + k, -1) @ (m if transpose else m.T), -1, 2 + k)
+    return t
+
+
+def elastic_deform(x: torch.Tensor, displacement: torch.Tensor, *, order: int = 0, mode: str = "constant",
+                   cval: float = 0.0) -> torch.Tensor:
+    """Reference of :func:`noisyseg_ext.elastic_deform` for one tensor.
+
+    x (N, *spatial) or (N, C, *spatial), float (any order) or integer / bool (order 0);
+    displacement (N, ndim, *points) in pixels, ndim = 2 or 3. Computes in float64, returns x's dtype.
+    For integer outputs, cval is rounded as elasticdeform does (half away from zero, clamped).
+    Differentiable with respect to x (gather), not to the displacement's integer tap choice.
+    """
+    ndim = displacement.dim() - 2
+    spatial = list(x.shape[-ndim:])
+    n = x.shape[0]
+    channels = x.shape[1] if x.dim() == ndim + 2 else 1
+    xs = x.reshape(n, channels, *spatial)
+    field = elastic_displacement_field(displacement, spatial)  # (N, ndim, *spatial)
+    outside, taps = _elastic_taps(field, spatial, mode, order)
     floating = x.dtype.is_floating_point
     src = xs.to(torch.float64) if floating else xs
     if order == 3 and floating:
-        for k in range(ndim):
-            src = torch.movedim(torch.movedim(src, 2 + k, -1) @ elastic_prefilter_matrix(spatial[k], x.device).T, -1, 2 + k)
+        src = _elastic_prefilter_axes(src, ndim)
     flat = src.reshape(n, channels, -1)
-    taps = [_elastic_spline(c, order) for c in coords]
 
     def gather(index: torch.Tensor) -> torch.Tensor:
         return torch.gather(flat, 2, index.reshape(n, 1, -1).expand(n, channels, -1)).reshape(xs.shape)
 
     if order == 0:
-        index = sum(_elastic_mirror_index(start, spatial[k]) * strides[k] for k, (start, _) in enumerate(taps))
-        out = gather(index)
+        out = gather(taps[0][0])
     else:
         out = torch.zeros(xs.shape, dtype=torch.float64, device=x.device)
-        for combo in itertools.product(range(order + 1), repeat=ndim):
-            index, weight = 0, 1.0
-            for k, t in enumerate(combo):
-                start, w = taps[k]
-                index = index + _elastic_mirror_index(start + t, spatial[k]) * strides[k]
-                weight = weight * w[t]
-            out += weight.unsqueeze(1) * gather(index)
+        for index, weight in taps:
+            out = out + weight.unsqueeze(1) * gather(index)
     if floating:
         fill = torch.tensor(float(cval), dtype=torch.float64, device=x.device)
     else:
         fill = torch.tensor(elastic_label_cval(cval, x.dtype), dtype=x.dtype, device=x.device)
     out = torch.where(outside.unsqueeze(1), fill, out)
     return out.to(x.dtype).reshape(x.shape)
+
+
+def elastic_sample_backward(grad_out: torch.Tensor, field: torch.Tensor, order: int, mode: str) -> torch.Tensor:
+    """Gradient of the sampling with respect to x (the adjoint of x -> out, which is linear in x):
+    scatter-adds grad_out (N, [C,] *spatial) into the taps, then (order 3) applies the transposed
+    prefilter. ``field`` is noisyseg::elastic_field's partially expanded grid (N, ndim, P0,
+    *spatial[1:]); its last axis is expanded here. Returns float64 of grad_out's shape."""
+    ndim = field.dim() - 2
+    spatial = list(grad_out.shape[-ndim:])
+    n = grad_out.shape[0]
+    channels = grad_out.shape[1] if grad_out.dim() == ndim + 2 else 1
+    b0 = _elastic_grid_matrix(spatial[0], field.shape[2], field.device)
+    dense = torch.movedim(torch.movedim(field, 2, -1) @ b0.T, -1, 2)  # (N, ndim, *spatial)
+    outside, taps = _elastic_taps(dense, spatial, mode, order)
+    g = grad_out.reshape(n, channels, -1).to(torch.float64)
+    g = torch.where(outside.reshape(n, 1, -1), torch.zeros_like(g), g)
+    gx = torch.zeros_like(g)
+    for index, weight in taps:
+        contrib = g if weight is None else weight.reshape(n, 1, -1) * g
+        gx.scatter_add_(2, index.reshape(n, 1, -1).expand(n, channels, -1), contrib)
+    gx = gx.reshape(n, channels, *spatial)
+    if order == 3:
+        gx = _elastic_prefilter_axes(gx, ndim, transpose=True)
+    return gx.reshape(grad_out.shape)
 
 
 def elastic_label_cval(cval: float, dtype: torch.dtype) -> int:
