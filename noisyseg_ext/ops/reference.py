@@ -144,8 +144,9 @@ def elastic_displacement_field(displacement: torch.Tensor, spatial: list[int] | 
 
 def _elastic_taps(field: torch.Tensor, spatial: list[int], mode: str, order: int):
     """Sampling taps of the pull mapping for a dense field (N, ndim, *spatial) float64: the
-    "outside" mask (N, *spatial) (constant mode -> cval) and a list of (flat input index, weight)
-    pairs, each (N, *spatial), one per tap of the (order + 1)^ndim stencil (weight None for order 0)."""
+    "outside" mask (N, *spatial) (constant mode -> cval) and an iterator over (flat input index,
+    weight) pairs, each (N, *spatial), one per tap of the (order + 1)^ndim stencil (weight None for
+    order 0)."""
     import itertools
 
     ndim = len(spatial)
@@ -163,16 +164,18 @@ def _elastic_taps(field: torch.Tensor, spatial: list[int], mode: str, order: int
     for k in range(ndim - 2, -1, -1):
         strides[k] = strides[k + 1] * spatial[k + 1]
     per_axis = [_elastic_spline(c, order) for c in coords]
-    taps = []
-    for combo in itertools.product(range(order + 1), repeat=ndim):
-        index, weight = 0, None
-        for k, t in enumerate(combo):
-            start, w = per_axis[k]
-            index = index + _elastic_mirror_index(start + t, spatial[k]) * strides[k]
-            if order > 0:
-                weight = w[t] if weight is None else weight * w[t]
-        taps.append((index, weight))
-    return outside, taps
+
+    def taps():  # one tap at a time: 64 taps of a large volume would not fit in memory at once
+        for combo in itertools.product(range(order + 1), repeat=ndim):
+            index, weight = 0, None
+            for k, t in enumerate(combo):
+                start, w = per_axis[k]
+                index = index + _elastic_mirror_index(start + t, spatial[k]) * strides[k]
+                if order > 0:
+                    weight = w[t] if weight is None else weight * w[t]
+            yield index, weight
+
+    return outside, taps()
 
 
 def _elastic_prefilter_axes(t: torch.Tensor, ndim: int, transpose: bool = False) -> torch.Tensor:
@@ -209,7 +212,7 @@ def elastic_deform(x: torch.Tensor, displacement: torch.Tensor, *, order: int = 
         return torch.gather(flat, 2, index.reshape(n, 1, -1).expand(n, channels, -1)).reshape(xs.shape)
 
     if order == 0:
-        out = gather(taps[0][0])
+        out = gather(next(taps)[0])
     else:
         out = torch.zeros(xs.shape, dtype=torch.float64, device=x.device)
         for index, weight in taps:
