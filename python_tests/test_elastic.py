@@ -252,6 +252,17 @@ def test_random_elastic_deform_reproducible_and_consistent(device):
     assert big.shape == (64, 2, 4, 5) and abs(big.std().item() - 5.0) < 0.3
 
 
+def test_random_elastic_deform_image_with_channels_and_mask():
+    x, m = _image(2, (16, 14), 0, torch.float32, channels=3), _labels(2, (16, 14), 1, torch.bool)
+    g = torch.Generator().manual_seed(0)
+    (xo, mo), d = noisyseg_ext.random_elastic_deform([x, m], 3.0, 4, order=[3, 0], generator=g,
+                                                     return_displacement=True)
+    assert d.shape == (2, 2, 4, 4) and xo.shape == x.shape and mo.dtype == torch.bool
+    assert torch.equal(mo, noisyseg_ext.elastic_deform(m, d))
+    xo3 = noisyseg_ext.random_elastic_deform(x, 3.0, 4, ndim=2, order=3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(xo3, xo, rtol=0, atol=0)
+
+
 def test_random_elastic_deform_sigma_zero_is_identity_3d():
     x = _image(2, (9, 10, 11), 0)
     out = noisyseg_ext.random_elastic_deform([x, x.float()], 0.0, points=(2, 3, 4), order=[3, 1])

@@ -316,8 +316,8 @@ def random_elastic_deform(x: TensorOrList, sigma: float, points: Union[int, Sequ
         sigma: standard deviation of the control-point displacements, in pixels (>= 0).
         points: control points per axis (int, or one int per spatial axis), each >= 2.
         order, mode, cval, labels: as :func:`elastic_deform` (default order 0: label maps).
-        ndim: number of spatial dims; default ``x.dim() - 1`` of the (first) tensor, i.e. (N, *spatial).
-            Give it for (N, C, *spatial) inputs.
+        ndim: number of spatial dims; default ``x.dim() - 1`` (for a list: the smallest ``dim() - 1``),
+            i.e. x read as (N, *spatial). Give it for a lone (N, C, *spatial) input.
         generator: torch.Generator for the displacements (see :func:`random_displacement`: drawn on
             the generator's device, default CPU, so results do not depend on the tensors' device).
         return_displacement: also return the (N, ndim, *points) float64 grids used.
@@ -329,7 +329,8 @@ def random_elastic_deform(x: TensorOrList, sigma: float, points: Union[int, Sequ
     if first is None or not isinstance(first, Tensor):
         raise TypeError(f"random_elastic_deform: x must be a tensor or a non-empty list/tuple of tensors; "
                         f"got {type(x).__name__}")
-    nd = first.dim() - 1 if ndim is None else ndim
+    tensors = [x] if isinstance(x, Tensor) else [t for t in x if isinstance(t, Tensor)]
+    nd = min(t.dim() for t in tensors) - 1 if ndim is None else ndim
     if nd not in (2, 3):
         raise ValueError(f"random_elastic_deform: x must be (N, *spatial) with 2 or 3 spatial dims (or pass "
                          f"ndim); got shape {tuple(first.shape)}")
