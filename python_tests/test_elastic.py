@@ -367,7 +367,8 @@ def test_devices():
     x = _image(2, (12, 10), 0).cuda()
     d = _grid(2, (12, 10), (3, 3), 2.0, 2)
     # a CPU grid is copied to the images' device; a CUDA grid with CPU images is an error
-    torch.testing.assert_close(noisyseg_ext.elastic_deform(x, d, order=3), noisyseg_ext.elastic_deform(x, d.cuda(), order=3))
+    torch.testing.assert_close(noisyseg_ext.elastic_deform(x, d, order=3),
+                               noisyseg_ext.elastic_deform(x, d.cuda(), order=3))
     with pytest.raises(ValueError, match="device"):
         noisyseg_ext.elastic_deform(x.cpu(), d.cuda())
     with pytest.raises(ValueError, match="device"):

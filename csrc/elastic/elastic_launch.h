@@ -1,6 +1,8 @@
 // elastic: dtype / order / ndim dispatch and body construction, written once for both devices.
-// A launch policy provides  kLineBlock (prefilter lines run in lockstep per item),  for_each(n, cost, body)  (body(i) for i in [0, n)) and
-// lines(n_lines, line_len, body)  (body.run_line(line, begin, end) covering every voxel once).
+// A launch policy provides
+//   kLineBlock                        prefilter lines run in lockstep per item (CPU 32, CUDA 1),
+//   for_each(n, cost, body)           body(i) for i in [0, n) (cost: rough work per item),
+//   lines(n_lines, line_len, body)    body.run_line(line, begin, end) covering every voxel once.
 #pragma once
 
 #include <stdexcept>
@@ -19,9 +21,11 @@ void elastic_prefilter(const ElasticPrefilterArgs& a, const Launch& launch) {
   constexpr int B = Launch::kLineBlock;
   const int64_t groups = elastic::PrefilterLines<B, float>::groups(a.outer, a.inner);
   if (a.dtype == kFloat64) {
-    launch.for_each(groups, a.len * B, elastic::PrefilterLines<B, double>{as_ptr<double>(a.data), a.outer, a.len, a.inner});
+    const elastic::PrefilterLines<B, double> body{as_ptr<double>(a.data), a.outer, a.len, a.inner};
+    launch.for_each(groups, a.len * B, body);
   } else if (a.dtype == kFloat32) {
-    launch.for_each(groups, a.len * B, elastic::PrefilterLines<B, float>{as_ptr<float>(a.data), a.outer, a.len, a.inner});
+    const elastic::PrefilterLines<B, float> body{as_ptr<float>(a.data), a.outer, a.len, a.inner};
+    launch.for_each(groups, a.len * B, body);
   } else {
     throw std::invalid_argument("elastic_prefilter: coefficients must be float32 or float64, got dtype code " +
                                 std::to_string(a.dtype));
@@ -32,7 +36,8 @@ template <typename Launch>
 void elastic_expand(const ElasticExpandArgs& a, const Launch& launch) {
   const int64_t n = a.outer * a.len * a.inner;
   if (n == 0) return;
-  launch.for_each(n, 1, elastic::ExpandAxis{as_ptr<const double>(a.in), as_ptr<double>(a.out), a.points, a.len, a.inner});
+  const elastic::ExpandAxis body{as_ptr<const double>(a.in), as_ptr<double>(a.out), a.points, a.len, a.inner};
+  launch.for_each(n, 1, body);
 }
 
 namespace elastic {

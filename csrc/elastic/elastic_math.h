@@ -137,7 +137,8 @@ NS_HD void prefilter_lines(A* c, int64_t len, int64_t stride, int64_t step, int6
   for (int64_t i = 1; i < len - 1 && fabs(z_i) > 1e-20; ++i) {
     const A* fwd = c + i * stride;
     const A* bwd = c + (len - 1 - i) * stride;
-    for (int64_t b = 0; b < count; ++b) cur[b] += z_i * (gain * double(fwd[b * step]) + z_n_1 * gain * double(bwd[b * step]));
+    for (int64_t b = 0; b < count; ++b)
+      cur[b] += z_i * (gain * double(fwd[b * step]) + z_n_1 * gain * double(bwd[b * step]));
     z_i *= z;
   }
   for (int64_t b = 0; b < count; ++b) {

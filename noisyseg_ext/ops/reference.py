@@ -137,7 +137,8 @@ def elastic_displacement_field(displacement: torch.Tensor, spatial: list[int] | 
     d = displacement.to(torch.float64)
     ndim = d.dim() - 2
     for k in range(ndim):
-        e = _elastic_grid_matrix(spatial[k], d.shape[2 + k], d.device) @ elastic_prefilter_matrix(d.shape[2 + k], d.device)
+        points = d.shape[2 + k]
+        e = _elastic_grid_matrix(spatial[k], points, d.device) @ elastic_prefilter_matrix(points, d.device)
         d = torch.movedim(torch.movedim(d, 2 + k, -1) @ e.T, -1, 2 + k)
     return d
 
