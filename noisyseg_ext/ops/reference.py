@@ -92,3 +92,221 @@ def morphology(masks: torch.Tensor, structure: torch.Tensor, iterations: int, *,
         mn = run(False)
         out = mn if masks.dtype == torch.bool else torch.where(mn == run(True), mn, torch.zeros_like(mn))
     return out.to(masks.dtype).contiguous()
+
+
+# ==============================================================================================
+# elastic deformation (noisyseg_ext.elastic_deform): elasticdeform.deform_grid, one grid per sample
+#
+# Written independently of the kernels' separable passes: the spline prefilter is the inverse of
+# the mirror-extended B-spline matrix (dense solve), the displacement field a product of dense
+# per-axis interpolation matrices, and sampling gathers every tap of the whole volume at once.
+
+ELASTIC_MODES = ("constant", "nearest", "mirror")
+
+
+def _elastic_mirror_index(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Integer tap indices mirrored into [0, n) (whole-sample symmetric, period 2n - 2)."""
+    if n <= 1:
+        return torch.zeros_like(idx)
+    s2 = 2 * n - 2
+    low = s2 * torch.div(-idx, s2, rounding_mode="trunc") + idx
+    low = torch.where(low <= 1 - n, low + s2, -low)
+    high = idx - s2 * torch.div(idx, s2, rounding_mode="trunc")
+    high = torch.where(high >= n, s2 - high, high)
+    return torch.where(idx < 0, low, torch.where(idx >= n, high, idx))
+
+
+def _elastic_map_coordinate(c: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    """elasticdeform's map_coordinate (float64): -1 marks "outside" in constant mode."""
+    low, high = c < 0, c > n - 1
+    if mode == "constant":
+        return torch.where(low | high, torch.full_like(c, -1.0), c)
+    if mode == "nearest":
+        return c.clamp(0, n - 1)
+    if n <= 1:
+        return torch.zeros_like(c)
+    s2 = 2 * n - 2
+    lo = s2 * torch.trunc(-c / s2) + c
+    lo = torch.where(lo <= 1 - n, lo + s2, -lo)
+    hi = c - s2 * torch.trunc(c / s2)
+    hi = torch.where(hi >= n, s2 - hi, hi)
+    return torch.where(low, lo, torch.where(high, hi, c))
+
+
+def _elastic_spline(c: torch.Tensor, order: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """First tap (int64) and the order + 1 B-spline weights at coordinates c (float64)."""
+    base = torch.floor(c if order & 1 else c + 0.5)
+    start = base.long() - order // 2
+    x = c - base
+    if order == 0:
+        return start, [torch.ones_like(c)]
+    if order == 1:
+        w = [1.0 - x]
+    elif order == 3:
+        z = 1.0 - x
+        w = [z * z * z / 6.0, (x * x * (x - 2.0) * 3.0 + 4.0) / 6.0, (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0]
+    else:
+        raise ValueError(f"elastic_deform: order must be 0, 1 or 3; got {order}")
+    last = torch.ones_like(c)
+    for wi in w:
+        last = last - wi
+    return start, w + [last]
+
+
+def elastic_prefilter_matrix(n: int, device=None) -> torch.Tensor:
+    """(n, n) float64 matrix of scipy.ndimage.spline_filter1d(order=3, mode="mirror") on a line of n:
+    the inverse of the mirror-extended cubic B-spline interpolation matrix (identity for n = 1)."""
+    if n <= 1:
+        return torch.eye(max(n, 0), dtype=torch.float64, device=device)
+    j = torch.arange(n, device=device)
+    m = torch.zeros(n, n, dtype=torch.float64, device=device)
+    for k, b in ((-1, 1.0 / 6.0), (0, 4.0 / 6.0), (1, 1.0 / 6.0)):
+        m.index_put_((j, _elastic_mirror_index(j + k, n)), torch.full((n,), b, dtype=torch.float64, device=device),
+                     accumulate=True)
+    return torch.linalg.inv(m)
+
+
+def _elastic_grid_matrix(length: int, points: int, device=None) -> torch.Tensor:
+    """(length, points) float64: cubic B-spline interpolation of a prefiltered control line of
+    `points` values at the `length` voxel positions cp = (points - 1) * j / (length - 1)."""
+    j = torch.arange(length, dtype=torch.float64, device=device)
+    cp = (points - 1) * j / (length - 1) if length > 1 else torch.zeros_like(j)
+    start, w = _elastic_spline(cp, 3)
+    b = torch.zeros(length, points, dtype=torch.float64, device=device)
+    rows = torch.arange(length, device=device)
+    for t, wt in enumerate(w):
+        b.index_put_((rows, _elastic_mirror_index(start + t, points)), wt, accumulate=True)
+    return b
+
+
+def elastic_displacement_field(displacement: torch.Tensor, spatial: list[int] | tuple[int, ...]) -> torch.Tensor:
+    """Dense displacement (N, ndim, *spatial) float64 from the control grid (N, ndim, *points)."""
+    d = displacement.to(torch.float64)
+    ndim = d.dim() - 2
+    for k in range(ndim):
+        points = d.shape[2 + k]
+        e = _elastic_grid_matrix(spatial[k], points, d.device) @ elastic_prefilter_matrix(points, d.device)
+        d = torch.movedim(torch.movedim(d, 2 + k, -1) @ e.T, -1, 2 + k)
+    return d
+
+
+def _elastic_taps(field: torch.Tensor, spatial: list[int], mode: str, order: int):
+    """Sampling taps of the pull mapping for a dense field (N, ndim, *spatial) float64: the
+    "outside" mask (N, *spatial) (constant mode -> cval) and an iterator over (flat input index,
+    weight) pairs, each (N, *spatial), one per tap of the (order + 1)^ndim stencil (weight None for
+    order 0)."""
+    import itertools
+
+    ndim = len(spatial)
+    coords = []
+    for k in range(ndim):
+        shape = [1] * ndim
+        shape[k] = spatial[k]
+        pos = torch.arange(spatial[k], dtype=torch.float64, device=field.device).reshape(shape)
+        coords.append(_elastic_map_coordinate(pos + field[:, k], spatial[k], mode))
+    outside = torch.zeros_like(coords[0], dtype=torch.bool)
+    for c in coords:
+        outside |= ~(c > -1.0)
+    coords = [torch.where(outside, torch.zeros_like(c), c) for c in coords]
+    strides = [1] * ndim
+    for k in range(ndim - 2, -1, -1):
+        strides[k] = strides[k + 1] * spatial[k + 1]
+    per_axis = [_elastic_spline(c, order) for c in coords]
+
+    def taps():  # one tap at a time: 64 taps of a large volume would not fit in memory at once
+        for combo in itertools.product(range(order + 1), repeat=ndim):
+            index, weight = 0, None
+            for k, t in enumerate(combo):
+                start, w = per_axis[k]
+                index = index + _elastic_mirror_index(start + t, spatial[k]) * strides[k]
+                if order > 0:
+                    weight = w[t] if weight is None else weight * w[t]
+            yield index, weight
+
+    return outside, taps()
+
+
+def _elastic_prefilter_axes(t: torch.Tensor, ndim: int, transpose: bool = False) -> torch.Tensor:
+    """Cubic B-spline prefilter (or its adjoint) of (N, C, *spatial) float64 along every spatial axis."""
+    for k in range(ndim):
+        m = elastic_prefilter_matrix(t.shape[2 + k], t.device)
+        t = torch.movedim(torch.movedim(t, 2 + k, -1) @ (m if transpose else m.T), -1, 2 + k)
+    return t
+
+
+def elastic_deform(x: torch.Tensor, displacement: torch.Tensor, *, order: int = 0, mode: str = "constant",
+                   cval: float = 0.0) -> torch.Tensor:
+    """Reference of :func:`noisyseg_ext.elastic_deform` for one tensor.
+
+    x (N, *spatial) or (N, C, *spatial), float (any order) or integer / bool (order 0);
+    displacement (N, ndim, *points) in pixels, ndim = 2 or 3. Computes in float64, returns x's dtype.
+    For integer outputs, cval is rounded as elasticdeform does (half away from zero, clamped).
+    Differentiable with respect to x (gather), not to the displacement's integer tap choice.
+    """
+    ndim = displacement.dim() - 2
+    spatial = list(x.shape[-ndim:])
+    n = x.shape[0]
+    channels = x.shape[1] if x.dim() == ndim + 2 else 1
+    xs = x.reshape(n, channels, *spatial)
+    field = elastic_displacement_field(displacement, spatial)  # (N, ndim, *spatial)
+    outside, taps = _elastic_taps(field, spatial, mode, order)
+    floating = x.dtype.is_floating_point
+    src = xs.to(torch.float64) if floating else xs
+    if order == 3 and floating:
+        src = _elastic_prefilter_axes(src, ndim)
+    flat = src.reshape(n, channels, -1)
+
+    def gather(index: torch.Tensor) -> torch.Tensor:
+        return torch.gather(flat, 2, index.reshape(n, 1, -1).expand(n, channels, -1)).reshape(xs.shape)
+
+    if order == 0:
+        out = gather(next(taps)[0])
+    else:
+        out = torch.zeros(xs.shape, dtype=torch.float64, device=x.device)
+        for index, weight in taps:
+            out = out + weight.unsqueeze(1) * gather(index)
+    if floating:
+        fill = torch.tensor(float(cval), dtype=torch.float64, device=x.device)
+    else:
+        fill = torch.tensor(elastic_label_cval(cval, x.dtype), dtype=x.dtype, device=x.device)
+    out = torch.where(outside.unsqueeze(1), fill, out)
+    return out.to(x.dtype).reshape(x.shape)
+
+
+def elastic_sample_backward(grad_out: torch.Tensor, field: torch.Tensor, order: int, mode: str) -> torch.Tensor:
+    """Gradient of the sampling with respect to x (the adjoint of x -> out, which is linear in x):
+    scatter-adds grad_out (N, [C,] *spatial) into the taps, then (order 3) applies the transposed
+    prefilter. ``field`` is noisyseg::elastic_field's partially expanded grid (N, ndim, P0,
+    *spatial[1:]); its last axis is expanded here. Returns float64 of grad_out's shape."""
+    ndim = field.dim() - 2
+    spatial = list(grad_out.shape[-ndim:])
+    n = grad_out.shape[0]
+    channels = grad_out.shape[1] if grad_out.dim() == ndim + 2 else 1
+    b0 = _elastic_grid_matrix(spatial[0], field.shape[2], field.device)
+    dense = torch.movedim(torch.movedim(field, 2, -1) @ b0.T, -1, 2)  # (N, ndim, *spatial)
+    outside, taps = _elastic_taps(dense, spatial, mode, order)
+    g = grad_out.reshape(n, channels, -1).to(torch.float64)
+    g = torch.where(outside.reshape(n, 1, -1), torch.zeros_like(g), g)
+    gx = torch.zeros_like(g)
+    for index, weight in taps:
+        contrib = g if weight is None else weight.reshape(n, 1, -1) * g
+        gx.scatter_add_(2, index.reshape(n, 1, -1).expand(n, channels, -1), contrib)
+    gx = gx.reshape(n, channels, *spatial)
+    if order == 3:
+        gx = _elastic_prefilter_axes(gx, ndim, transpose=True)
+    return gx.reshape(grad_out.shape)
+
+
+def elastic_label_cval(cval: float, dtype: torch.dtype) -> int:
+    """cval as elasticdeform stores it into an integer / bool array: bool -> cval != 0; unsigned ->
+    round half up, negatives to 0; signed -> round half away from zero; clamped to the range."""
+    if dtype == torch.bool:
+        return int(cval != 0)
+    info = torch.iinfo(dtype)
+    v = float(cval)
+    if info.min == 0:
+        v = v + 0.5 if v > 0 else 0.0
+    else:
+        v = v + 0.5 if v > 0 else v - 0.5
+    v = min(max(v, float(info.min)), float(info.max))
+    return max(min(int(v), info.max), info.min)
