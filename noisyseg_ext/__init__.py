@@ -3,6 +3,8 @@
 __version__ = "0.1.0"
 
 from noisyseg_ext._build_info import build_info
-from noisyseg_ext.ops import weighted_ce
+from noisyseg_ext.ops import (McUncertainty, PintLossResult, UncertaintyAccumulator, mc_uncertainty, pint_loss,
+                              weighted_ce)
 
-__all__ = ["__version__", "build_info", "weighted_ce"]
+__all__ = ["__version__", "build_info", "weighted_ce", "mc_uncertainty", "McUncertainty",
+           "UncertaintyAccumulator", "pint_loss", "PintLossResult"]

@@ -1,0 +1,89 @@
+// Launch policies for bodies that take a *strip* of up to W contiguous elements of one row:
+//   template <int W> NS_HD void strip(int64_t row, int64_t col, int64_t i, int len, A* acc) const;
+// covering elements i .. i+len-1 (= columns col .. col+len-1 of `row`, len <= W, never crossing a
+// row). The CPU calls it with W = kCpuStrip so that the body's inner `for (j < len)` loops
+// vectorise; CUDA calls it with W = 1 (one element per thread), so the same math serves both.
+// Partial sums and the part split are those of launchers.h (parts fixed by the problem size).
+#pragma once
+
+#include <cstdint>
+
+#include "cpu_parallel.h"
+#if defined(__CUDACC__)
+#include "launch_cuda.cuh"
+#endif
+
+namespace noisyseg {
+
+constexpr int kCpuStrip = 64;
+
+template <int K, typename A, typename Body>
+void cpu_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) {
+  const int64_t n = rows * cols;
+  parallel_parts(n, parts, [&](int64_t begin, int64_t end, int64_t part) {
+    A acc[K > 0 ? K : 1] = {};
+    int64_t i = begin;
+    while (i < end) {
+      const int64_t row = i / cols, col = i - row * cols;
+      int64_t len = end - i;
+      if (len > cols - col) len = cols - col;
+      if (len > kCpuStrip) len = kCpuStrip;
+      body.template strip<kCpuStrip>(row, col, i, int(len), acc);
+      i += len;
+    }
+    if (partials)
+      for (int k = 0; k < K; ++k) partials[part * K + k] = double(acc[k]);
+  });
+}
+
+struct CpuStripLauncher {
+  template <int K, typename A, typename Body>
+  void strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
+    cpu_strips<K, A>(rows, cols, parts, partials, body);
+  }
+};
+
+#if defined(__CUDACC__)
+template <int K, typename A, typename Body>
+__global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, Body body) {
+  const int64_t n = rows * cols;
+  const int64_t part = blockIdx.x;
+  const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+  A acc[K > 0 ? K : 1] = {};
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const int64_t row = i / cols;
+    body.template strip<1>(row, i - row * cols, i, 1, acc);
+  }
+  if (K == 0 || partials == nullptr) return;
+  __shared__ A shared[K > 0 ? K : 1][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    A v = warp_sum(acc[k]);
+    if (lane == 0) shared[k][warp] = v;
+  }
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      A v = lane < warps ? shared[k][lane] : A(0);
+      v = warp_sum(v);
+      if (lane == 0) partials[part * K + k] = double(v);
+    }
+  }
+}
+
+struct CudaStripLauncher {
+  uintptr_t stream;
+  const char* what;
+  template <int K, typename A, typename Body>
+  void strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
+    if (rows * cols == 0 && partials == nullptr) return;
+    if (parts < 1) parts = 1;
+    strips_kernel<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials, body);
+    cuda_check_launch(what);
+  }
+};
+#endif
+
+}  // namespace noisyseg

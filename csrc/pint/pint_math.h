@@ -1,0 +1,242 @@
+// PINT / UA-MT mean-teacher math: MC-perturbation uncertainty and the gated CE / MSE-to-pseudo-label
+// loss with its derivative, side by side; shared by pint_cpu.cpp and pint_cuda.cu.
+//
+// Layout: scores (N, C, S) contiguous (S = product of the spatial sizes); the C scores of pixel
+// (n, s) sit at x[n*C*S + c*S + s]; `row` = n, `col` = s, `i` = n*S + s indexes every (N, S) map.
+// Teacher logits (T, N, C, S): pass t starts at t*N*C*S.
+// Every body works on a strip of `len` <= W contiguous pixels of one row (strip_launchers.h):
+// W = 1 on CUDA, a vector-friendly width on the CPU; the inner `for (j < len)` loops are the
+// element-wise math, written once.
+//
+// Uncertainty (T passes, p_t = softmax(x_t) over C):
+//   sums_c  += p_tc                                  (one pass at a time: stacked or streaming)
+//   mu_c     = sums_c / T
+//   u        = -sum_c mu_c log mu_c  (0 log 0 = 0),  times 1/ln C if normalize
+//   per-image partial sums of u and of the number of non-ignored pixels -> U_i
+//
+// Gated loss (student scores s, label y, teacher mean mu, gate g in {0, 1}, weight w):
+//   lse = log sum_c exp(s_c),  p = softmax(s) = exp(s - lse)
+//   loss    = g ? (lse - s_y) : w * sum_c (p_c - mu_c)^2
+//   d/ds_k  = g ? (p_k - [k = y]) : 2 w p_k ((p_k - mu_k) - sum_c p_c (p_c - mu_c))
+// (the blend g*CE + w*(1-g)*MSE written as a select: identical for a binary gate, and a NaN or
+// inf in the term that is switched off cannot leak into the loss).
+// Ignored pixels (y == ignore_index) contribute 0 to the loss, its gradient and the counts; a
+// label outside [0, C) is recorded in `flag` (Python raises) and treated as ignored.
+#pragma once
+
+#include "../common/host_device.h"
+#include "../common/scalar_types.h"
+#include "../common/vec_math.h"
+#include "../weighted_ce/weighted_ce_math.h"
+
+namespace noisyseg {
+namespace pint {
+
+// Labels of a strip: valid[j] = 1 for a label to learn from, 0 for ignored / out of range
+// (recorded in flag when flag is non-null); y[j] = the class, -1 where not valid.
+// Not vectorised (a rare side effect); it is one compare per pixel.
+template <int W, typename L>
+NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t ignore_index,
+                        int64_t* flag, int64_t* y, bool* valid) {
+  for (int j = 0; j < len; ++j) {
+    int64_t t = -1;
+    valid[j] = target ? wce::valid_label(target[i + j], C, ignore_index, flag, t) : true;
+    y[j] = valid[j] ? t : -1;
+  }
+}
+
+// sums_c += softmax(x)_c for a strip (first: sums_c = softmax(x)_c, so that a stacked pass and a
+// streaming pass add in the same order and give the same bits). x, sums: class c at c*S + j.
+template <int W, typename A, typename T>
+NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
+  A m[W], r[W];
+  for (int j = 0; j < len; ++j) m[j] = -ns_inf<A>();
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
+  for (int j = 0; j < len; ++j) r[j] = A(0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) r[j] += vexp(load<A>(x, c * S + j) - m[j]);
+  for (int j = 0; j < len; ++j) r[j] = A(1) / r[j];
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) {
+      const A p = vexp(load<A>(x, c * S + j) - m[j]) * r[j];
+      sums[c * S + j] = first ? p : sums[c * S + j] + p;
+    }
+}
+
+// mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
+template <int W, typename A>
+NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
+  A h[W];
+  for (int j = 0; j < len; ++j) h[j] = A(0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) {
+      const A m = sums[c * S + j] / count;
+      mean[c * S + j] = m;
+      h[j] -= m == A(0) ? A(0) : m * vlog(m);
+    }
+  for (int j = 0; j < len; ++j) u[j] = h[j] * scale;
+}
+
+// Adds the strip's sum of u over valid pixels and their number to acc[0], acc[1].
+template <int W, typename A>
+NS_HD void add_image_sums(const A* u, const bool* valid, int len, A* acc) {
+  for (int j = 0; j < len; ++j)
+    if (valid[j]) { acc[0] += u[j]; acc[1] += A(1); }
+}
+
+// lse of a strip of scores: m + log sum_c exp(s_c - m), NaN in -> NaN out.
+template <int W, typename A, typename T>
+NS_HD void strip_lse(const T* x, int64_t C, int64_t S, int len, A* lse) {
+  A m[W], z[W];
+  for (int j = 0; j < len; ++j) { m[j] = -ns_inf<A>(); z[j] = A(0); }
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) z[j] += vexp(load<A>(x, c * S + j) - m[j]);
+  for (int j = 0; j < len; ++j) {
+    const bool inf = m[j] == ns_inf<A>() || m[j] == -ns_inf<A>();
+    lse[j] = inf ? m[j] : m[j] + vlog(z[j]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bodies
+
+// Stacked uncertainty: x (T, N, C, S) -> mean (N, C, S) (also the running sums), u (N, S),
+// acc = [sum of u over valid pixels, number of valid pixels] (parts aligned with images).
+template <typename T, typename L>
+struct McStacked {
+  using A = acc_t<T>;
+  const T* x; const L* target; A* mean; A* u; int64_t* flag;
+  int64_t T_, N, C, S, ignore_index; A scale;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    const int64_t off = n * C * S + s, plane = N * C * S;
+    for (int64_t t = 0; t < T_; ++t) add_softmax<W>(x + t * plane + off, mean + off, C, S, len, t == 0);
+    mean_entropy<W>(mean + off, mean + off, u + i, C, S, len, A(T_), scale);
+    int64_t y[W]; bool valid[W];
+    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    add_image_sums<W>(u + i, valid, len, acc);
+  }
+};
+
+// Streaming pass: sums (N, C, S) += softmax(x (N, C, S)); first overwrites.
+template <typename T>
+struct McAccumulate {
+  using A = acc_t<T>;
+  const T* x; A* sums; int64_t C, S; bool first;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t, int len, A*) const {
+    const int64_t off = n * C * S + s;
+    add_softmax<W>(x + off, sums + off, C, S, len, first);
+  }
+};
+
+// Streaming result: mean = sums / count, u, image sums as McStacked.
+template <typename A, typename L>
+struct McFinalize {
+  const A* sums; const L* target; A* mean; A* u; int64_t* flag;
+  int64_t C, S, ignore_index; A count, scale;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    const int64_t off = n * C * S + s;
+    mean_entropy<W>(sums + off, mean + off, u + i, C, S, len, count, scale);
+    int64_t y[W]; bool valid[W];
+    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    add_image_sums<W>(u + i, valid, len, acc);
+  }
+};
+
+// Gated loss forward. Gate g = image_gate[n] * [u < pixel_threshold] (the pixel factor is 1 when
+// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes, lse (N, S) for the backward and,
+// when non-null, the loss map; acc = [sum of loss, number of valid pixels, sum of g over them].
+template <typename T, typename L>
+struct LossForward {
+  using A = acc_t<T>;
+  const T* x; const L* target; const A* mu; const A* u; const A* image_gate;
+  uint8_t* gate; A* lse_out; T* loss_map; int64_t* flag;
+  int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    const int64_t off = n * C * S + s;
+    const T* xp = x + off;
+    const A* mp = mu + off;
+    int64_t y[W]; bool valid[W];
+    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    A lse[W], xy[W], q[W], g[W], l[W];
+    strip_lse<W>(xp, C, S, len, lse);
+    const A gi = image_gate ? image_gate[n] : A(1);
+    for (int j = 0; j < len; ++j) {
+      const bool pix = !has_pixel_threshold || u[i + j] < pixel_threshold;
+      g[j] = pix ? gi : A(0);
+      xy[j] = A(0);
+      q[j] = A(0);
+    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) {
+        const A xc = load<A>(xp, c * S + j);
+        xy[j] = c == y[j] ? xc : xy[j];
+        const A d = vexp(xc - lse[j]) - mp[c * S + j];
+        q[j] += d * d;
+      }
+    for (int j = 0; j < len; ++j) {
+      const A v = g[j] != A(0) ? lse[j] - xy[j] : weight * q[j];
+      l[j] = valid[j] ? v : A(0);
+      gate[i + j] = uint8_t(g[j] != A(0));
+      lse_out[i + j] = lse[j];
+    }
+    if (loss_map)
+      for (int j = 0; j < len; ++j) store(loss_map, i + j, l[j]);
+    for (int j = 0; j < len; ++j)
+      if (valid[j]) { acc[0] += l[j]; acc[1] += A(1); acc[2] += g[j]; }
+  }
+};
+
+// Gated loss backward: grad_x (N, C, S) = upstream g (per pixel, or one scalar: stride 0) times
+// d loss / d s (see the header comment).
+template <typename T, typename L>
+struct LossBackward {
+  using A = acc_t<T>;
+  const T* x; const L* target; const A* mu; const uint8_t* gate; const A* lse;
+  const A* up; int64_t up_stride;
+  T* grad_x;
+  int64_t C, S, ignore_index; A weight;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A*) const {
+    const int64_t off = n * C * S + s;
+    const T* xp = x + off;
+    const A* mp = mu + off;
+    int64_t y[W]; bool valid[W];
+    strip_labels<W>(target, i, len, C, ignore_index, nullptr, y, valid);
+    A l[W], gp[W], spd[W];
+    bool g[W];
+    for (int j = 0; j < len; ++j) {
+      l[j] = lse[i + j];
+      gp[j] = valid[j] ? up[(i + j) * up_stride] : A(0);
+      g[j] = gate[i + j] != 0;
+      spd[j] = A(0);
+    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) {
+        const A p = vexp(load<A>(xp, c * S + j) - l[j]);
+        spd[j] += p * (p - mp[c * S + j]);
+      }
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) {
+        const A p = vexp(load<A>(xp, c * S + j) - l[j]);
+        const A d_ce = p - A(c == y[j]);
+        const A d_mse = A(2) * weight * p * ((p - mp[c * S + j]) - spd[j]);
+        const A v = g[j] ? d_ce : d_mse;
+        store(grad_x + off, c * S + j, valid[j] ? gp[j] * v : A(0));
+      }
+  }
+};
+
+}  // namespace pint
+}  // namespace noisyseg
