@@ -14,7 +14,7 @@ struct PintArgs {
   bool first = true, normalize = false;
   int64_t count = 0;  // number of passes summed (streaming result)
   // gated loss: mu (N, C, S) and u (N, S) in the accumulation dtype, image gate (N,) or 0
-  uintptr_t mu = 0, image_gate = 0, gate = 0, lse = 0, loss_map = 0;
+  uintptr_t mu = 0, image_gate = 0, gate = 0, loss_map = 0;
   double pixel_threshold = 0.0, weight = 1.0;
   bool has_pixel_threshold = false;
   // backward: upstream gradient (per pixel, or a scalar with stride 0) and the result

@@ -16,7 +16,7 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
       PINT_FIELD(partials) PINT_FIELD(T) PINT_FIELD(N) PINT_FIELD(C) PINT_FIELD(S)
       PINT_FIELD(ignore_index) PINT_FIELD(parts) PINT_FIELD(sums) PINT_FIELD(mean) PINT_FIELD(u)
       PINT_FIELD(first) PINT_FIELD(normalize) PINT_FIELD(count) PINT_FIELD(mu) PINT_FIELD(image_gate)
-      PINT_FIELD(gate) PINT_FIELD(lse) PINT_FIELD(loss_map) PINT_FIELD(pixel_threshold)
+      PINT_FIELD(gate) PINT_FIELD(loss_map) PINT_FIELD(pixel_threshold)
       PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(up) PINT_FIELD(grad_x)
       PINT_FIELD(up_stride);
 

@@ -66,7 +66,7 @@ void pint_loss_forward(const PintArgs& a, const Launch& launch) {
       using L = typename decltype(tl)::type;
       pint::LossForward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
                                    as_ptr<const A>(a.u), as_ptr<const A>(a.image_gate), as_ptr<uint8_t>(a.gate),
-                                   as_ptr<A>(a.lse), as_ptr<T>(a.loss_map), as_ptr<int64_t>(a.flag),
+                                   as_ptr<T>(a.loss_map), as_ptr<int64_t>(a.flag),
                                    a.C, a.S, a.ignore_index, A(a.pixel_threshold), A(a.weight),
                                    a.has_pixel_threshold};
       launch.template strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
@@ -82,7 +82,7 @@ void pint_loss_backward(const PintArgs& a, const Launch& launch) {
     dispatch_label(a.label_dtype, "pint_loss_backward", [&](auto tl) {
       using L = typename decltype(tl)::type;
       pint::LossBackward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
-                                    as_ptr<const uint8_t>(a.gate), as_ptr<const A>(a.lse),
+                                    as_ptr<const uint8_t>(a.gate),
                                     as_ptr<const A>(a.up), a.up_stride, as_ptr<T>(a.grad_x),
                                     a.C, a.S, a.ignore_index, A(a.weight)};
       launch.template strips<0, A>(a.N, a.S, a.parts, nullptr, body);

@@ -37,31 +37,75 @@ namespace pint {
 // Not vectorised (a rare side effect); it is one compare per pixel.
 template <int W, typename L>
 NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t ignore_index,
-                        int64_t* flag, int64_t* y, bool* valid) {
+                        int64_t* flag, int32_t* y, bool* valid) {
   for (int j = 0; j < len; ++j) {
     int64_t t = -1;
     valid[j] = target ? wce::valid_label(target[i + j], C, ignore_index, flag, t) : true;
-    y[j] = valid[j] ? t : -1;
+    y[j] = valid[j] ? int32_t(t) : -1;
   }
 }
+
+// exp(x_c - m) of a strip (m = max_c x_c) and z = sum_c exp(x_c - m), so that
+// softmax_c = exp(x_c - m) / z and lse = m + log z. On the CPU (W > 1) the exponentials are kept
+// when C * W fits the buffer, one exp per score; otherwise (and on CUDA, W = 1, where the buffer
+// would live in local memory) `each` evaluates them again. Both give the same bits.
+// Selects are written with vsel (vec_math.h) so that the strip loops vectorise on the CPU.
+template <int W, typename A>
+struct StripExp {
+  static constexpr int kBuf = W > 1 ? 4 * W : 1;
+  A m[W], z[W], e[kBuf];
+  bool buffered;
+
+  template <typename T>
+  NS_HD void init(const T* x, int64_t C, int64_t S, int len) {
+    for (int j = 0; j < len; ++j) { m[j] = -ns_inf<A>(); z[j] = A(0); }
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
+    buffered = W > 1 && C * W <= kBuf;
+    if (buffered) {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) {
+          const A v = vexp(load<A>(x, c * S + j) - m[j]);
+          e[c * W + j] = v;
+          z[j] += v;
+        }
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) z[j] += vexp(load<A>(x, c * S + j) - m[j]);
+    }
+  }
+
+  // Calls f(c, j, exp(x_c - m_j)) for every class c and pixel j < len.
+  template <typename T, typename F>
+  NS_HD void each(const T* x, int64_t C, int64_t S, int len, F&& f) const {
+    if (buffered) {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) f(c, j, e[c * W + j]);
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) f(c, j, vexp(load<A>(x, c * S + j) - m[j]));
+    }
+  }
+
+  // lse = m + log z (m itself when m is +-inf; NaN in -> NaN out).
+  NS_HD A lse(int j) const {
+    const bool inf = (m[j] == ns_inf<A>()) | (m[j] == -ns_inf<A>());
+    return vsel(inf, m[j], m[j] + vlog(z[j]));
+  }
+};
 
 // sums_c += softmax(x)_c for a strip (first: sums_c = softmax(x)_c, so that a stacked pass and a
 // streaming pass add in the same order and give the same bits). x, sums: class c at c*S + j.
 template <int W, typename A, typename T>
 NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
-  A m[W], r[W];
-  for (int j = 0; j < len; ++j) m[j] = -ns_inf<A>();
-  for (int64_t c = 0; c < C; ++c)
-    for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
-  for (int j = 0; j < len; ++j) r[j] = A(0);
-  for (int64_t c = 0; c < C; ++c)
-    for (int j = 0; j < len; ++j) r[j] += vexp(load<A>(x, c * S + j) - m[j]);
-  for (int j = 0; j < len; ++j) r[j] = A(1) / r[j];
-  for (int64_t c = 0; c < C; ++c)
-    for (int j = 0; j < len; ++j) {
-      const A p = vexp(load<A>(x, c * S + j) - m[j]) * r[j];
-      sums[c * S + j] = first ? p : sums[c * S + j] + p;
-    }
+  StripExp<W, A> se;
+  se.init(x, C, S, len);
+  A r[W];
+  for (int j = 0; j < len; ++j) r[j] = A(1) / se.z[j];
+  if (first)  // 0 + p == p: the same bits as an overwrite, and one loop body below
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) sums[c * S + j] = A(0);
+  se.each(x, C, S, len, [&](int64_t c, int j, A v) { sums[c * S + j] += v * r[j]; });
 }
 
 // mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
@@ -73,31 +117,32 @@ NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int 
     for (int j = 0; j < len; ++j) {
       const A m = sums[c * S + j] / count;
       mean[c * S + j] = m;
-      h[j] -= m == A(0) ? A(0) : m * vlog(m);
+      h[j] -= vsel(m == A(0), A(0), m * vlog(m));
     }
   for (int j = 0; j < len; ++j) u[j] = h[j] * scale;
+}
+
+// Sum of v[0..len) by a pairwise tree over the zero-padded strip (v is overwritten): each level
+// is an element-wise add, so it vectorises, and the order is fixed by the strip layout.
+template <int W, typename A>
+NS_HD A strip_sum(A* v, int len) {
+  static_assert((W & (W - 1)) == 0, "strip width must be a power of two");
+  for (int j = len; j < W; ++j) v[j] = A(0);
+  for (int w = W / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) v[j] += v[j + w];
+  return v[0];
 }
 
 // Adds the strip's sum of u over valid pixels and their number to acc[0], acc[1].
 template <int W, typename A>
 NS_HD void add_image_sums(const A* u, const bool* valid, int len, A* acc) {
-  for (int j = 0; j < len; ++j)
-    if (valid[j]) { acc[0] += u[j]; acc[1] += A(1); }
-}
-
-// lse of a strip of scores: m + log sum_c exp(s_c - m), NaN in -> NaN out.
-template <int W, typename A, typename T>
-NS_HD void strip_lse(const T* x, int64_t C, int64_t S, int len, A* lse) {
-  A m[W], z[W];
-  for (int j = 0; j < len; ++j) { m[j] = -ns_inf<A>(); z[j] = A(0); }
-  for (int64_t c = 0; c < C; ++c)
-    for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
-  for (int64_t c = 0; c < C; ++c)
-    for (int j = 0; j < len; ++j) z[j] += vexp(load<A>(x, c * S + j) - m[j]);
+  A su[W], sn[W];
   for (int j = 0; j < len; ++j) {
-    const bool inf = m[j] == ns_inf<A>() || m[j] == -ns_inf<A>();
-    lse[j] = inf ? m[j] : m[j] + vlog(z[j]);
+    su[j] = vsel(valid[j], u[j], A(0));
+    sn[j] = A(valid[j]);
   }
+  acc[0] += strip_sum<W>(su, len);
+  acc[1] += strip_sum<W>(sn, len);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -116,7 +161,7 @@ struct McStacked {
     const int64_t off = n * C * S + s, plane = N * C * S;
     for (int64_t t = 0; t < T_; ++t) add_softmax<W>(x + t * plane + off, mean + off, C, S, len, t == 0);
     mean_entropy<W>(mean + off, mean + off, u + i, C, S, len, A(T_), scale);
-    int64_t y[W]; bool valid[W];
+    int32_t y[W]; bool valid[W];
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
   }
@@ -145,20 +190,20 @@ struct McFinalize {
   NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
     const int64_t off = n * C * S + s;
     mean_entropy<W>(sums + off, mean + off, u + i, C, S, len, count, scale);
-    int64_t y[W]; bool valid[W];
+    int32_t y[W]; bool valid[W];
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
   }
 };
 
 // Gated loss forward. Gate g = image_gate[n] * [u < pixel_threshold] (the pixel factor is 1 when
-// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes, lse (N, S) for the backward and,
-// when non-null, the loss map; acc = [sum of loss, number of valid pixels, sum of g over them].
+// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map;
+// acc = [sum of loss, number of valid pixels, sum of g over them].
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
   const T* x; const L* target; const A* mu; const A* u; const A* image_gate;
-  uint8_t* gate; A* lse_out; T* loss_map; int64_t* flag;
+  uint8_t* gate; T* loss_map; int64_t* flag;
   int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
 
   template <int W>
@@ -166,43 +211,50 @@ struct LossForward {
     const int64_t off = n * C * S + s;
     const T* xp = x + off;
     const A* mp = mu + off;
-    int64_t y[W]; bool valid[W];
+    int32_t y[W]; bool valid[W];
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
-    A lse[W], xy[W], q[W], g[W], l[W];
-    strip_lse<W>(xp, C, S, len, lse);
+    StripExp<W, A> se;
+    se.init(xp, C, S, len);
+    A lse[W], r[W], xy[W], q[W], g[W], l[W];
     const A gi = image_gate ? image_gate[n] : A(1);
     for (int j = 0; j < len; ++j) {
-      const bool pix = !has_pixel_threshold || u[i + j] < pixel_threshold;
-      g[j] = pix ? gi : A(0);
+      lse[j] = se.lse(j);
+      r[j] = A(1) / se.z[j];
+      const bool pix = (!has_pixel_threshold) | (u[i + j] < pixel_threshold);
+      g[j] = vsel(pix, gi, A(0));
       xy[j] = A(0);
       q[j] = A(0);
     }
     for (int64_t c = 0; c < C; ++c)
-      for (int j = 0; j < len; ++j) {
-        const A xc = load<A>(xp, c * S + j);
-        xy[j] = c == y[j] ? xc : xy[j];
-        const A d = vexp(xc - lse[j]) - mp[c * S + j];
-        q[j] += d * d;
-      }
+      for (int j = 0; j < len; ++j) xy[j] = vsel(int32_t(c) == y[j], load<A>(xp, c * S + j), xy[j]);
+    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+      const A d = v * r[j] - mp[c * S + j];
+      q[j] += d * d;
+    });
     for (int j = 0; j < len; ++j) {
-      const A v = g[j] != A(0) ? lse[j] - xy[j] : weight * q[j];
-      l[j] = valid[j] ? v : A(0);
+      const A v = vsel(g[j] != A(0), lse[j] - xy[j], weight * q[j]);
+      l[j] = vsel(valid[j], v, A(0));
       gate[i + j] = uint8_t(g[j] != A(0));
-      lse_out[i + j] = lse[j];
     }
     if (loss_map)
       for (int j = 0; j < len; ++j) store(loss_map, i + j, l[j]);
-    for (int j = 0; j < len; ++j)
-      if (valid[j]) { acc[0] += l[j]; acc[1] += A(1); acc[2] += g[j]; }
+    A sn[W], sg[W];
+    for (int j = 0; j < len; ++j) {
+      sn[j] = A(valid[j]);
+      sg[j] = vsel(valid[j], g[j], A(0));
+    }
+    acc[0] += strip_sum<W>(l, len);
+    acc[1] += strip_sum<W>(sn, len);
+    acc[2] += strip_sum<W>(sg, len);
   }
 };
 
-// Gated loss backward: grad_x (N, C, S) = upstream g (per pixel, or one scalar: stride 0) times
-// d loss / d s (see the header comment).
+// Gated loss backward: grad_x (N, C, S) = upstream gradient (per pixel, or one scalar: stride 0)
+// times d loss / d s (see the header comment); the softmax is recomputed, the gate map is read.
 template <typename T, typename L>
 struct LossBackward {
   using A = acc_t<T>;
-  const T* x; const L* target; const A* mu; const uint8_t* gate; const A* lse;
+  const T* x; const L* target; const A* mu; const uint8_t* gate;
   const A* up; int64_t up_stride;
   T* grad_x;
   int64_t C, S, ignore_index; A weight;
@@ -212,29 +264,28 @@ struct LossBackward {
     const int64_t off = n * C * S + s;
     const T* xp = x + off;
     const A* mp = mu + off;
-    int64_t y[W]; bool valid[W];
+    int32_t y[W]; bool valid[W];
     strip_labels<W>(target, i, len, C, ignore_index, nullptr, y, valid);
-    A l[W], gp[W], spd[W];
+    StripExp<W, A> se;
+    se.init(xp, C, S, len);
+    A r[W], gp[W], spd[W];
     bool g[W];
     for (int j = 0; j < len; ++j) {
-      l[j] = lse[i + j];
-      gp[j] = valid[j] ? up[(i + j) * up_stride] : A(0);
+      r[j] = A(1) / se.z[j];
+      gp[j] = up[(i + j) * up_stride];
       g[j] = gate[i + j] != 0;
       spd[j] = A(0);
     }
-    for (int64_t c = 0; c < C; ++c)
-      for (int j = 0; j < len; ++j) {
-        const A p = vexp(load<A>(xp, c * S + j) - l[j]);
-        spd[j] += p * (p - mp[c * S + j]);
-      }
-    for (int64_t c = 0; c < C; ++c)
-      for (int j = 0; j < len; ++j) {
-        const A p = vexp(load<A>(xp, c * S + j) - l[j]);
-        const A d_ce = p - A(c == y[j]);
-        const A d_mse = A(2) * weight * p * ((p - mp[c * S + j]) - spd[j]);
-        const A v = g[j] ? d_ce : d_mse;
-        store(grad_x + off, c * S + j, valid[j] ? gp[j] * v : A(0));
-      }
+    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {  // sum_c p_c (p_c - mu_c)
+      const A p = v * r[j];
+      spd[j] += p * (p - mp[c * S + j]);
+    });
+    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+      const A p = v * r[j];
+      const A d_ce = p - A(int32_t(c) == y[j]);
+      const A d_mse = A(2) * weight * p * ((p - mp[c * S + j]) - spd[j]);
+      store(grad_x + off, c * S + j, vsel(valid[j], gp[j] * vsel(g[j], d_ce, d_mse), A(0)));
+    });
   }
 };
 

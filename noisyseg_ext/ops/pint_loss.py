@@ -40,12 +40,11 @@ class PintLossResult(NamedTuple):
     image_gate: Tensor
 
 
-def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, lse: Tensor, weight: float,
-          ignore_index: int):
+def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, weight: float, ignore_index: int):
     a = _C.PintArgs()
     a.dtype, a.label_dtype = _kernels.DTYPE_CODES[student.dtype], _kernels.DTYPE_CODES[target.dtype]
     a.x, a.target, a.mu = _kernels.ptr(student), _kernels.ptr(target), _kernels.ptr(mean_prob)
-    a.gate, a.lse = _kernels.ptr(gate), _kernels.ptr(lse)
+    a.gate = _kernels.ptr(gate)
     a.N, a.C = student.shape[0], student.shape[1]
     a.S = target[0].numel() if target.shape[0] > 0 else 0
     a.weight, a.ignore_index = float(weight), ignore_index
@@ -59,17 +58,16 @@ def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, lse:
 @torch.library.custom_op("noisyseg::pint_loss_fwd", mutates_args=())
 def _fwd(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncertainty: Tensor,
          image_gate: Optional[Tensor], pixel_threshold: Optional[float], consistency_weight: float,
-         ignore_index: int, want_map: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+         ignore_index: int, want_map: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """mean_prob, pixel_uncertainty and image_gate (0/1, (N,)) in the accumulation dtype.
     Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
-    gate (N, *spatial) bool, lse (N, *spatial) accumulation dtype, number of non-ignored pixels
-    and number of trusted ones among them (0-dim float64))."""
+    gate (N, *spatial) bool, number of non-ignored pixels and number of trusted ones among them
+    (0-dim float64)). The backward recomputes the softmax (cheaper than saving log-sum-exp)."""
     x, target = student_logits.contiguous(), target.contiguous()
     acc = _kernels.acc_dtype(x.dtype)
     gate = torch.empty(target.shape, dtype=torch.bool, device=x.device)
-    lse = torch.empty(target.shape, dtype=acc, device=x.device)
     loss_map = torch.empty(target.shape, dtype=x.dtype, device=x.device) if want_map else None
-    a = _args(x, target, mean_prob.contiguous(), gate, lse, consistency_weight, ignore_index)
+    a = _args(x, target, mean_prob.contiguous(), gate, consistency_weight, ignore_index)
     a.u = _kernels.ptr(pixel_uncertainty.contiguous())
     a.image_gate = _kernels.ptr(None if image_gate is None else image_gate.contiguous())
     a.has_pixel_threshold = pixel_threshold is not None
@@ -83,7 +81,7 @@ def _fwd(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncert
         raise ValueError(f"pint_loss: target holds {bad}, outside [0, {x.shape[1]}) and not ignore_index={ignore_index}")
     stats = partials.sum(0)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
-    return out, gate, lse, stats[1].clone(), stats[2].clone()
+    return out, gate, stats[1].clone(), stats[2].clone()
 
 
 @_fwd.register_fake
@@ -93,23 +91,23 @@ def _fwd_fake(student_logits, target, mean_prob, pixel_uncertainty, image_gate, 
     out = student_logits.new_empty(target.shape) if want_map else student_logits.new_empty((), dtype=acc)
     f64 = torch.float64
     return (out, student_logits.new_empty(target.shape, dtype=torch.bool),
-            student_logits.new_empty(target.shape, dtype=acc), student_logits.new_empty((), dtype=f64),
-            student_logits.new_empty((), dtype=f64))
+            student_logits.new_empty((), dtype=f64), student_logits.new_empty((), dtype=f64))
 
 
 def _fwd_setup(ctx, inputs, output):
     student_logits, target, mean_prob, _, _, _, consistency_weight, ignore_index, _ = inputs
-    ctx.save_for_backward(student_logits, target, mean_prob, output[1], output[2])
+    ctx.save_for_backward(student_logits, target, mean_prob, output[1])
     ctx.consistency_weight, ctx.ignore_index = consistency_weight, ignore_index
     ctx.out_shape = output[0].shape
 
 
-def _fwd_backward(ctx, g_out, g_gate, g_lse, g_count, g_trusted):
-    student_logits, target, mean_prob, gate, lse = ctx.saved_tensors
+def _fwd_backward(ctx, g_out, g_gate, g_count, g_trusted):
+    student_logits, target, mean_prob, gate = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
         return (None,) * 9
-    g = (g_out.to(lse.dtype) if g_out is not None else lse.new_zeros(ctx.out_shape)).contiguous()
-    grad = torch.ops.noisyseg.pint_loss_bwd(g, student_logits, target, mean_prob, gate, lse,
+    acc = mean_prob.dtype
+    g = (g_out.to(acc) if g_out is not None else mean_prob.new_zeros(ctx.out_shape)).contiguous()
+    grad = torch.ops.noisyseg.pint_loss_bwd(g, student_logits, target, mean_prob, gate,
                                             ctx.consistency_weight, ctx.ignore_index)
     return (grad,) + (None,) * 8
 
@@ -121,13 +119,12 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 # backward (first order only)
 
 @torch.library.custom_op("noisyseg::pint_loss_bwd", mutates_args=())
-def _bwd(g: Tensor, student_logits: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, lse: Tensor,
+def _bwd(g: Tensor, student_logits: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor,
          consistency_weight: float, ignore_index: int) -> Tensor:
     """g: (N, *spatial) or 0-dim upstream gradient (accumulation dtype). Returns d/d student_logits."""
     x, target = student_logits.contiguous(), target.contiguous()
     grad = torch.empty_like(x)
-    a = _args(x, target, mean_prob.contiguous(), gate.contiguous(), lse.contiguous(), consistency_weight,
-              ignore_index)
+    a = _args(x, target, mean_prob.contiguous(), gate.contiguous(), consistency_weight, ignore_index)
     g = g.contiguous()
     a.up, a.up_stride, a.grad_x = _kernels.ptr(g), (1 if g.dim() > 0 else 0), _kernels.ptr(grad)
     _C.pint_loss_backward(a, *_kernels.device_args(x))
@@ -135,7 +132,7 @@ def _bwd(g: Tensor, student_logits: Tensor, target: Tensor, mean_prob: Tensor, g
 
 
 @_bwd.register_fake
-def _bwd_fake(g, student_logits, target, mean_prob, gate, lse, consistency_weight, ignore_index):
+def _bwd_fake(g, student_logits, target, mean_prob, gate, consistency_weight, ignore_index):
     return torch.empty_like(student_logits)
 
 
@@ -260,7 +257,7 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
         a_i = image_gate(image_uncertainty.detach().to(acc), image_threshold=image_threshold,
                          image_keep_ratio=image_keep_ratio)
         gate_vec = a_i.to(acc)
-    out, gate, _, count, trusted = torch.ops.noisyseg.pint_loss_fwd(
+    out, gate, count, trusted = torch.ops.noisyseg.pint_loss_fwd(
         student_logits.contiguous(), target.contiguous(), mu, u, gate_vec,
         None if pixel_threshold is None else float(pixel_threshold), float(consistency_weight),
         ignore_index, reduction == "none")
