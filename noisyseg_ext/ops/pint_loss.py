@@ -97,6 +97,7 @@ def _fwd_fake(student_logits, target, mean_prob, pixel_uncertainty, image_gate, 
 def _fwd_setup(ctx, inputs, output):
     student_logits, target, mean_prob, _, _, _, consistency_weight, ignore_index, _ = inputs
     ctx.save_for_backward(student_logits, target, mean_prob, output[1])
+    ctx.mark_non_differentiable(output[1], output[2], output[3])
     ctx.consistency_weight, ctx.ignore_index = consistency_weight, ignore_index
     ctx.out_shape = output[0].shape
 
