@@ -257,7 +257,7 @@ def test_all_ignored_mean_is_nan(device):
     target = torch.full_like(target, -100)
     got = pint_loss(s, target, mu, u)
     assert torch.isnan(got.loss)
-    assert float(pint_loss(s, target, mu, u, reduction="sum").loss) == 0.0
+    assert float(pint_loss(s, target, mu, u, reduction="sum").loss.detach()) == 0.0
 
 
 def test_pint_loss_bad_inputs(device):
@@ -348,3 +348,32 @@ def test_reference_fallback_matches_kernel(device, monkeypatch):
     fb = pint_loss(s, target, kernel_mc.mean_prob, kernel_mc.pixel, pixel_threshold=1.0, image_keep_ratio=0.5)
     for a, b in zip(kernel, fb):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("avx2", [False, True])
+def test_cpu_code_paths_match_reference(avx2):
+    """The strip kernels run an AVX2 + FMA build when the CPU has it; cover the baseline too."""
+    from noisyseg_ext.ops._kernels import C
+
+    if avx2 and not C.cpu_avx2_available():
+        pytest.skip("CPU without AVX2 + FMA")
+    before = C.cpu_avx2_enabled()
+    C.set_cpu_avx2_enabled(avx2)
+    try:
+        assert C.cpu_avx2_enabled() == avx2
+        for dtype in (torch.float32, torch.float16):
+            x = (torch.randn(4, 3, 3, 11, 70) * 3).to(dtype)
+            target = make_target(3, (11, 70), 3, "cpu")
+            got = mc_uncertainty(x, target=target, normalize=True)
+            for g, r in zip(got, reference.mc_uncertainty(x, target=target, normalize=True)):
+                torch.testing.assert_close(g, r, **tol(dtype))
+            s = (torch.randn(3, 3, 11, 70) * 2).to(dtype).requires_grad_()
+            r = pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9, image_keep_ratio=0.7)
+            ref, ref_gate, _ = reference.pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9,
+                                                   image_keep_ratio=0.7)
+            torch.testing.assert_close(r.loss, ref, **loss_tol(dtype))
+            assert torch.equal(r.gate, ref_gate)
+            torch.testing.assert_close(torch.autograd.grad(r.loss, s)[0], torch.autograd.grad(ref, s)[0],
+                                       **loss_tol(dtype))
+    finally:
+        C.set_cpu_avx2_enabled(before)

@@ -17,20 +17,59 @@ namespace noisyseg {
 
 constexpr int kCpuStrip = 64;
 
+// The strips of one part [begin, end): every strip stays inside one row.
+template <typename A, typename Body>
+inline __attribute__((always_inline)) void cpu_strips_of_part(const Body& body, int64_t cols, int64_t begin,
+                                                             int64_t end, A* acc) {
+  int64_t i = begin;
+  while (i < end) {
+    const int64_t row = i / cols, col = i - row * cols;
+    int64_t len = end - i;
+    if (len > cols - col) len = cols - col;
+    if (len > kCpuStrip) len = kCpuStrip;
+    body.template strip<kCpuStrip>(row, col, i, int(len), acc);
+    i += len;
+  }
+}
+
+// x86-64: the build targets the baseline (SSE2); the strip loops are also compiled for AVX2 + FMA
+// (everything they call inlined: `flatten`) and picked at run time when the CPU has both. The
+// choice can be switched off (cpu_avx2_enabled() = false) to test the baseline path; results of
+// the two paths may differ in the last bits (FMA contraction), never between calls.
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
+#define NOISYSEG_CPU_AVX2_DISPATCH 1
+template <typename A, typename Body>
+__attribute__((target("avx2,fma"), flatten)) void cpu_strips_of_part_avx2(const Body& body, int64_t cols,
+                                                                          int64_t begin, int64_t end, A* acc) {
+  cpu_strips_of_part(body, cols, begin, end, acc);
+}
+inline bool& cpu_avx2_enabled() {
+  static bool enabled = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return enabled;
+}
+inline bool cpu_avx2_available() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#else
+inline bool& cpu_avx2_enabled() {
+  static bool enabled = false;
+  return enabled;
+}
+inline bool cpu_avx2_available() { return false; }
+#endif
+
 template <int K, typename A, typename Body>
 void cpu_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) {
   const int64_t n = rows * cols;
+#ifdef NOISYSEG_CPU_AVX2_DISPATCH
+  const bool avx2 = cpu_avx2_enabled();
+#endif
   parallel_parts(n, parts, [&](int64_t begin, int64_t end, int64_t part) {
     A acc[K > 0 ? K : 1] = {};
-    int64_t i = begin;
-    while (i < end) {
-      const int64_t row = i / cols, col = i - row * cols;
-      int64_t len = end - i;
-      if (len > cols - col) len = cols - col;
-      if (len > kCpuStrip) len = kCpuStrip;
-      body.template strip<kCpuStrip>(row, col, i, int(len), acc);
-      i += len;
-    }
+#ifdef NOISYSEG_CPU_AVX2_DISPATCH
+    if (avx2)
+      cpu_strips_of_part_avx2(body, cols, begin, end, acc);
+    else
+#endif
+      cpu_strips_of_part(body, cols, begin, end, acc);
     if (partials)
       for (int k = 0; k < K; ++k) partials[part * K + k] = double(acc[k]);
   });

@@ -2,6 +2,7 @@
 
 #include "../common/device_dispatch.h"
 #include "../common/op_registry.h"
+#include "../common/strip_launchers.h"
 #include "pint.h"
 
 namespace py = pybind11;
@@ -32,4 +33,13 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
   PINT_DEF("pint_loss_forward", pint_loss_forward);
   PINT_DEF("pint_loss_backward", pint_loss_backward);
 #undef PINT_DEF
+
+  // Which CPU code path the strip kernels take (used by tests to cover both).
+  m.def("cpu_avx2_available", &noisyseg::cpu_avx2_available,
+        "Whether this CPU can run the AVX2 + FMA build of the strip kernels.");
+  m.def("cpu_avx2_enabled", []() { return noisyseg::cpu_avx2_enabled(); },
+        "Whether the strip kernels currently use their AVX2 + FMA build.");
+  m.def("set_cpu_avx2_enabled", [](bool on) {
+    noisyseg::cpu_avx2_enabled() = on && noisyseg::cpu_avx2_available();
+  }, py::arg("enabled"), "Use (when available) or avoid the AVX2 + FMA build of the strip kernels.");
 }

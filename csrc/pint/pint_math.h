@@ -32,17 +32,37 @@
 namespace noisyseg {
 namespace pint {
 
-// Labels of a strip: valid[j] = 1 for a label to learn from, 0 for ignored / out of range
-// (recorded in flag when flag is non-null); y[j] = the class, -1 where not valid.
-// Not vectorised (a rare side effect); it is one compare per pixel.
+// 1 if a == b else 0, in integer bit operations: a compare feeding float arithmetic is turned
+// into a branch by GCC, which then does not vectorise the loop (see vec_math.h).
+NS_HD int32_t equal_bit(int32_t a, int32_t b) {
+  const uint32_t d = uint32_t(a - b);
+  return int32_t(1u - ((d | (0u - d)) >> 31));
+}
+
+// Labels of a strip: valid[j] = 1 for a label to learn from, 0 for ignored / out of range;
+// y[j] = the class, -1 where not valid. Branch-free (vectorises); a label outside [0, C) that is
+// not ignore_index is recorded in flag (when non-null) by a second, rare, scalar pass.
+// target == nullptr: every pixel is valid.
 template <int W, typename L>
 NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t ignore_index,
-                        int64_t* flag, int32_t* y, bool* valid) {
-  for (int j = 0; j < len; ++j) {
-    int64_t t = -1;
-    valid[j] = target ? wce::valid_label(target[i + j], C, ignore_index, flag, t) : true;
-    y[j] = valid[j] ? int32_t(t) : -1;
+                        int64_t* flag, int32_t* y, int32_t* valid) {
+  if (!target) {
+    for (int j = 0; j < len; ++j) { valid[j] = 1; y[j] = -1; }
+    return;
   }
+  int bad = 0;
+  for (int j = 0; j < len; ++j) {
+    const int64_t t = int64_t(target[i + j]);
+    const bool ignored = t == ignore_index, in_range = (t >= 0) & (t < C);
+    valid[j] = int32_t((!ignored) & in_range);
+    y[j] = valid[j] ? int32_t(t) : -1;
+    bad |= int((!ignored) & (!in_range));
+  }
+  if (bad && flag)
+    for (int j = 0; j < len; ++j) {
+      int64_t t;
+      wce::valid_label(target[i + j], C, ignore_index, flag, t);
+    }
 }
 
 // exp(x_c - m) of a strip (m = max_c x_c) and z = sum_c exp(x_c - m), so that
@@ -135,10 +155,10 @@ NS_HD A strip_sum(A* v, int len) {
 
 // Adds the strip's sum of u over valid pixels and their number to acc[0], acc[1].
 template <int W, typename A>
-NS_HD void add_image_sums(const A* u, const bool* valid, int len, A* acc) {
+NS_HD void add_image_sums(const A* u, const int32_t* valid, int len, A* acc) {
   A su[W], sn[W];
   for (int j = 0; j < len; ++j) {
-    su[j] = vsel(valid[j], u[j], A(0));
+    su[j] = vsel(valid[j] != 0, u[j], A(0));
     sn[j] = A(valid[j]);
   }
   acc[0] += strip_sum<W>(su, len);
@@ -161,7 +181,7 @@ struct McStacked {
     const int64_t off = n * C * S + s, plane = N * C * S;
     for (int64_t t = 0; t < T_; ++t) add_softmax<W>(x + t * plane + off, mean + off, C, S, len, t == 0);
     mean_entropy<W>(mean + off, mean + off, u + i, C, S, len, A(T_), scale);
-    int32_t y[W]; bool valid[W];
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
   }
@@ -190,7 +210,7 @@ struct McFinalize {
   NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
     const int64_t off = n * C * S + s;
     mean_entropy<W>(sums + off, mean + off, u + i, C, S, len, count, scale);
-    int32_t y[W]; bool valid[W];
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
   }
@@ -208,10 +228,17 @@ struct LossForward {
 
   template <int W>
   NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
-    const int64_t off = n * C * S + s;
+    // Members copied to locals: the byte stores to `gate` may alias *this, which would make the
+    // compiler reload every member in the loops and give up vectorising them.
+    const int64_t C = this->C, S = this->S, off = n * C * S + s;
     const T* xp = x + off;
     const A* mp = mu + off;
-    int32_t y[W]; bool valid[W];
+    const A* up = u + i;
+    uint8_t* gate_out = gate + i;
+    T* map_out = loss_map ? loss_map + i : nullptr;
+    const A w = weight, thr = pixel_threshold;
+    const bool has_thr = has_pixel_threshold;
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     StripExp<W, A> se;
     se.init(xp, C, S, len);
@@ -220,28 +247,28 @@ struct LossForward {
     for (int j = 0; j < len; ++j) {
       lse[j] = se.lse(j);
       r[j] = A(1) / se.z[j];
-      const bool pix = (!has_pixel_threshold) | (u[i + j] < pixel_threshold);
+      const bool pix = (!has_thr) | (up[j] < thr);
       g[j] = vsel(pix, gi, A(0));
       xy[j] = A(0);
       q[j] = A(0);
     }
     for (int64_t c = 0; c < C; ++c)
-      for (int j = 0; j < len; ++j) xy[j] = vsel(int32_t(c) == y[j], load<A>(xp, c * S + j), xy[j]);
+      for (int j = 0; j < len; ++j) xy[j] = vsel(equal_bit(int32_t(c), y[j]) != 0, load<A>(xp, c * S + j), xy[j]);
     se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
       const A d = v * r[j] - mp[c * S + j];
       q[j] += d * d;
     });
     for (int j = 0; j < len; ++j) {
-      const A v = vsel(g[j] != A(0), lse[j] - xy[j], weight * q[j]);
-      l[j] = vsel(valid[j], v, A(0));
-      gate[i + j] = uint8_t(g[j] != A(0));
+      const A v = vsel(g[j] != A(0), lse[j] - xy[j], w * q[j]);
+      l[j] = vsel(valid[j] != 0, v, A(0));
     }
-    if (loss_map)
-      for (int j = 0; j < len; ++j) store(loss_map, i + j, l[j]);
+    for (int j = 0; j < len; ++j) gate_out[j] = uint8_t(g[j] != A(0));
+    if (map_out)
+      for (int j = 0; j < len; ++j) store(map_out, j, l[j]);
     A sn[W], sg[W];
     for (int j = 0; j < len; ++j) {
       sn[j] = A(valid[j]);
-      sg[j] = vsel(valid[j], g[j], A(0));
+      sg[j] = vsel(valid[j] != 0, g[j], A(0));
     }
     acc[0] += strip_sum<W>(l, len);
     acc[1] += strip_sum<W>(sn, len);
@@ -264,16 +291,16 @@ struct LossBackward {
     const int64_t off = n * C * S + s;
     const T* xp = x + off;
     const A* mp = mu + off;
-    int32_t y[W]; bool valid[W];
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, nullptr, y, valid);
     StripExp<W, A> se;
     se.init(xp, C, S, len);
     A r[W], gp[W], spd[W];
-    bool g[W];
+    int32_t g[W];
     for (int j = 0; j < len; ++j) {
       r[j] = A(1) / se.z[j];
       gp[j] = up[(i + j) * up_stride];
-      g[j] = gate[i + j] != 0;
+      g[j] = int32_t(gate[i + j] != 0);
       spd[j] = A(0);
     }
     se.each(xp, C, S, len, [&](int64_t c, int j, A v) {  // sum_c p_c (p_c - mu_c)
@@ -282,9 +309,9 @@ struct LossBackward {
     });
     se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
       const A p = v * r[j];
-      const A d_ce = p - A(int32_t(c) == y[j]);
+      const A d_ce = p - A(equal_bit(int32_t(c), y[j]));
       const A d_mse = A(2) * weight * p * ((p - mp[c * S + j]) - spd[j]);
-      store(grad_x + off, c * S + j, vsel(valid[j], gp[j] * vsel(g[j], d_ce, d_mse), A(0)));
+      store(grad_x + off, c * S + j, vsel(valid[j] != 0, gp[j] * vsel(g[j] != 0, d_ce, d_mse), A(0)));
     });
   }
 };
