@@ -17,6 +17,10 @@ namespace noisyseg {
 
 constexpr int kCpuStrip = 64;
 
+// The CPU launcher is not compiled in CUDA translation units: the AVX2 dispatch below must have
+// one definition in the whole module (its switch is a function-local static).
+#if !defined(__CUDACC__)
+
 // The strips of one part [begin, end): every strip stays inside one row.
 template <typename A, typename Body>
 inline __attribute__((always_inline)) void cpu_strips_of_part(const Body& body, int64_t cols, int64_t begin,
@@ -36,7 +40,7 @@ inline __attribute__((always_inline)) void cpu_strips_of_part(const Body& body, 
 // (everything they call inlined: `flatten`) and picked at run time when the CPU has both. The
 // choice can be switched off (cpu_avx2_enabled() = false) to test the baseline path; results of
 // the two paths may differ in the last bits (FMA contraction), never between calls.
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define NOISYSEG_CPU_AVX2_DISPATCH 1
 template <typename A, typename Body>
 __attribute__((target("avx2,fma"), flatten)) void cpu_strips_of_part_avx2(const Body& body, int64_t cols,
@@ -81,6 +85,7 @@ struct CpuStripLauncher {
     cpu_strips<K, A>(rows, cols, parts, partials, body);
   }
 };
+#endif  // !defined(__CUDACC__)
 
 #if defined(__CUDACC__)
 template <int K, typename A, typename Body>

@@ -68,7 +68,8 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
 // exp(x_c - m) of a strip (m = max_c x_c) and z = sum_c exp(x_c - m), so that
 // softmax_c = exp(x_c - m) / z and lse = m + log z. On the CPU (W > 1) the exponentials are kept
 // when C * W fits the buffer, one exp per score; otherwise (and on CUDA, W = 1, where the buffer
-// would live in local memory) `each` evaluates them again. Both give the same bits.
+// would live in local memory) `each` evaluates them again. Both give the same bits (up to the
+// exp of an infinite max score, NaN in the general loop, 1 in the two-class one).
 // Selects are written with vsel (vec_math.h) so that the strip loops vectorise on the CPU.
 template <int W, typename A>
 struct StripExp {
@@ -82,7 +83,18 @@ struct StripExp {
     for (int64_t c = 0; c < C; ++c)
       for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
     buffered = W > 1 && C * W <= kBuf;
-    if (buffered) {
+    if (buffered && C == 2) {
+      // Two classes: the larger score's exponential is exp(0) = 1 exactly (vexp too), so one
+      // exp per pixel gives the same bits as the general loop below.
+      for (int j = 0; j < len; ++j) {
+        const A a = load<A>(x, j), b = load<A>(x, S + j);
+        const bool b_is_max = (b > a) | (b != b);  // as nan_max(a, b)
+        const A v = vexp(vsel(b_is_max, a, b) - m[j]);
+        e[j] = vsel(b_is_max, v, A(1));
+        e[W + j] = vsel(b_is_max, A(1), v);
+        z[j] = e[j] + e[W + j];
+      }
+    } else if (buffered) {
       for (int64_t c = 0; c < C; ++c)
         for (int j = 0; j < len; ++j) {
           const A v = vexp(load<A>(x, c * S + j) - m[j]);
