@@ -66,7 +66,13 @@ void cpu_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, con
 #ifdef NOISYSEG_CPU_AVX2_DISPATCH
   const bool avx2 = cpu_avx2_enabled();
 #endif
-  parallel_parts(n, parts, [&](int64_t begin, int64_t end, int64_t part) {
+  if (parts < 1) parts = 1;
+  // Dynamic schedule (unlike parallel_parts): on a shared machine a thread that loses its core
+  // does not hold back a fixed half of the work. Sums stay per part, so results do not depend on
+  // which thread ran which part.
+#pragma omp parallel for schedule(dynamic, 1) if (n > 4096 && parts > 1)
+  for (int64_t part = 0; part < parts; ++part) {
+    const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
     A acc[K > 0 ? K : 1] = {};
 #ifdef NOISYSEG_CPU_AVX2_DISPATCH
     if (avx2)
@@ -76,7 +82,7 @@ void cpu_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, con
       cpu_strips_of_part(body, cols, begin, end, acc);
     if (partials)
       for (int k = 0; k < K; ++k) partials[part * K + k] = double(acc[k]);
-  });
+  }
 }
 
 struct CpuStripLauncher {
