@@ -27,7 +27,7 @@ void pint_mc_stacked(const PintArgs& a, const Launch& launch) {
       pint::McStacked<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
                                  as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.T, a.N, a.C, a.S,
                                  a.ignore_index, entropy_scale<A>(a)};
-      launch.template strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+      launch.template pass_strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), a.T + 1, body);
     });
   });
 }

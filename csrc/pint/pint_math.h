@@ -180,8 +180,10 @@ NS_HD void add_image_sums(const A* u, const int32_t* valid, int len, A* acc) {
 // ---------------------------------------------------------------------------------------------
 // bodies
 
-// Stacked uncertainty: x (T, N, C, S) -> mean (N, C, S) (also the running sums), u (N, S),
+// Stacked uncertainty, a multi-pass body: passes 0..T-1 add softmax(x_t) into mean (N, C, S)
+// (the running sums), pass T turns them into the mean, u (N, S) and
 // acc = [sum of u over valid pixels, number of valid pixels] (parts aligned with images).
+// The per-pixel order of the adds is that of McAccumulate + McFinalize: the same bits.
 template <typename T, typename L>
 struct McStacked {
   using A = acc_t<T>;
@@ -189,9 +191,12 @@ struct McStacked {
   int64_t T_, N, C, S, ignore_index; A scale;
 
   template <int W>
-  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
-    const int64_t off = n * C * S + s, plane = N * C * S;
-    for (int64_t t = 0; t < T_; ++t) add_softmax<W>(x + t * plane + off, mean + off, C, S, len, t == 0);
+  NS_HD void strip(int64_t pass, int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    const int64_t off = n * C * S + s;
+    if (pass < T_) {
+      add_softmax<W>(x + pass * N * C * S + off, mean + off, C, S, len, pass == 0);
+      return;
+    }
     mean_entropy<W>(mean + off, mean + off, u + i, C, S, len, A(T_), scale);
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
