@@ -310,7 +310,8 @@ def test_opcheck(device):
                           (torch.randn(2, 4, 5, device=device, dtype=torch.float64), s.detach(), target, mu, gate, 0.5, -100))
 
 
-def test_torch_compile_fullgraph(device):
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph(device, backend):
     teacher = torch.randn(4, 2, 2, 8, 8, device=device)
     s = torch.randn(2, 2, 8, 8, device=device, requires_grad=True)
     target = make_target(2, (8, 8), 2, device)
@@ -321,7 +322,7 @@ def test_torch_compile_fullgraph(device):
                       consistency_weight=0.3)
         return r.loss, r.gate, r.pixel_trusted_fraction
 
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(step, fullgraph=True, backend=backend)
     eager = step(teacher, s, target)
     got = compiled(teacher, s, target)
     for a, b in zip(got, eager):
