@@ -130,6 +130,22 @@ struct StripExp {
 // streaming pass add in the same order and give the same bits). x, sums: class c at c*S + j.
 template <int W, typename A, typename T>
 NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
+  if (C == 2) {
+    // One fused loop, one exp per pixel: the same operations as StripExp's two-class path.
+    if (first)
+      for (int j = 0; j < len; ++j) { sums[j] = A(0); sums[S + j] = A(0); }
+    for (int j = 0; j < len; ++j) {
+      const A a = load<A>(x, j), b = load<A>(x, S + j);
+      const bool b_is_max = (b > a) | (b != b);
+      const A m = nan_max(nan_max(-ns_inf<A>(), a), b);
+      const A v = vexp(vsel(b_is_max, a, b) - m);
+      const A ea = vsel(b_is_max, v, A(1)), eb = vsel(b_is_max, A(1), v);
+      const A r = A(1) / (ea + eb);
+      sums[j] += ea * r;
+      sums[S + j] += eb * r;
+    }
+    return;
+  }
   StripExp<W, A> se;
   se.init(x, C, S, len);
   A r[W];
