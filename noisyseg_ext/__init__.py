@@ -3,9 +3,10 @@
 __version__ = "0.1.0"
 
 from noisyseg_ext._build_info import build_info
-from noisyseg_ext.ops import (dilate, elastic_deform, erode, random_displacement, random_elastic_deform,
-                              weighted_ce)
+from noisyseg_ext.ops import (McUncertainty, PintLossResult, UncertaintyAccumulator, dilate, elastic_deform, erode,
+                              mc_uncertainty, pint_loss, random_displacement, random_elastic_deform, weighted_ce)
 from noisyseg_ext.noise import corrupt_labels
 
-__all__ = ["__version__", "build_info", "corrupt_labels", "dilate", "elastic_deform", "erode",
-           "random_displacement", "random_elastic_deform", "weighted_ce"]
+__all__ = ["__version__", "McUncertainty", "PintLossResult", "UncertaintyAccumulator", "build_info", "corrupt_labels",
+           "dilate", "elastic_deform", "erode", "mc_uncertainty", "pint_loss", "random_displacement",
+           "random_elastic_deform", "weighted_ce"]

@@ -1,0 +1,38 @@
+// pint: arguments and launchers of the mean-teacher kernels (uncertainty and gated loss).
+#pragma once
+
+#include <cstdint>
+
+namespace noisyseg {
+
+struct PintArgs {
+  int dtype = 0, label_dtype = 6;  // DType codes of the scores (teacher or student) and target
+  uintptr_t x = 0, target = 0, flag = 0, partials = 0;  // target 0 = absent (uncertainty only)
+  int64_t T = 1, N = 0, C = 0, S = 0, ignore_index = -100, parts = 1;
+  // uncertainty: running sums (accumulation dtype), outputs mean (N, C, S) and u (N, S)
+  uintptr_t sums = 0, mean = 0, u = 0;
+  bool first = true, normalize = false;
+  int64_t count = 0;  // number of passes summed (streaming result)
+  // gated loss: mu (N, C, S) and u (N, S) in the accumulation dtype, image gate (N,) or 0
+  uintptr_t mu = 0, image_gate = 0, gate = 0, loss_map = 0;
+  double pixel_threshold = 0.0, weight = 1.0;
+  bool has_pixel_threshold = false;
+  // backward: upstream gradient (per pixel, or a scalar with stride 0) and the result
+  uintptr_t up = 0, grad_x = 0;
+  int64_t up_stride = 1;
+};
+
+void pint_mc_stacked_cpu(const PintArgs& a);
+void pint_mc_accumulate_cpu(const PintArgs& a);
+void pint_mc_finalize_cpu(const PintArgs& a);
+void pint_loss_forward_cpu(const PintArgs& a);
+void pint_loss_backward_cpu(const PintArgs& a);
+#ifdef NOISYSEG_WITH_CUDA
+void pint_mc_stacked_cuda(const PintArgs& a, uintptr_t stream);
+void pint_mc_accumulate_cuda(const PintArgs& a, uintptr_t stream);
+void pint_mc_finalize_cuda(const PintArgs& a, uintptr_t stream);
+void pint_loss_forward_cuda(const PintArgs& a, uintptr_t stream);
+void pint_loss_backward_cuda(const PintArgs& a, uintptr_t stream);
+#endif
+
+}  // namespace noisyseg

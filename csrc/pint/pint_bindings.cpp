@@ -1,0 +1,45 @@
+#include <pybind11/pybind11.h>
+
+#include "../common/device_dispatch.h"
+#include "../common/op_registry.h"
+#include "../common/strip_launchers.h"
+#include "pint.h"
+
+namespace py = pybind11;
+using noisyseg::PintArgs;
+
+#define PINT_FIELD(name) .def_readwrite(#name, &PintArgs::name)
+
+NOISYSEG_REGISTER_BINDINGS(pint) {
+  py::class_<PintArgs>(m, "PintArgs", "Pointers (as integers) and sizes for the pint kernels.")
+      .def(py::init<>())
+      PINT_FIELD(dtype) PINT_FIELD(label_dtype) PINT_FIELD(x) PINT_FIELD(target) PINT_FIELD(flag)
+      PINT_FIELD(partials) PINT_FIELD(T) PINT_FIELD(N) PINT_FIELD(C) PINT_FIELD(S)
+      PINT_FIELD(ignore_index) PINT_FIELD(parts) PINT_FIELD(sums) PINT_FIELD(mean) PINT_FIELD(u)
+      PINT_FIELD(first) PINT_FIELD(normalize) PINT_FIELD(count) PINT_FIELD(mu) PINT_FIELD(image_gate)
+      PINT_FIELD(gate) PINT_FIELD(loss_map) PINT_FIELD(pixel_threshold)
+      PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(up) PINT_FIELD(grad_x)
+      PINT_FIELD(up_stride);
+
+  const auto release = py::call_guard<py::gil_scoped_release>();
+#define PINT_DEF(pyname, fn)                                                                   \
+  m.def(pyname, [](const PintArgs& a, int device, uintptr_t stream) {                          \
+    noisyseg::run_on_device(pyname, a, device, stream, noisyseg::fn##_cpu,                      \
+                            NOISYSEG_CUDA_FN(noisyseg::fn##_cuda));                             \
+  }, py::arg("args"), py::arg("device"), py::arg("stream"), release)
+  PINT_DEF("pint_mc_stacked", pint_mc_stacked);
+  PINT_DEF("pint_mc_accumulate", pint_mc_accumulate);
+  PINT_DEF("pint_mc_finalize", pint_mc_finalize);
+  PINT_DEF("pint_loss_forward", pint_loss_forward);
+  PINT_DEF("pint_loss_backward", pint_loss_backward);
+#undef PINT_DEF
+
+  // Which CPU code path the strip kernels take (used by tests to cover both).
+  m.def("cpu_avx2_available", &noisyseg::cpu_avx2_available,
+        "Whether this CPU can run the AVX2 + FMA build of the strip kernels.");
+  m.def("cpu_avx2_enabled", []() { return noisyseg::cpu_avx2_enabled(); },
+        "Whether the strip kernels currently use their AVX2 + FMA build.");
+  m.def("set_cpu_avx2_enabled", [](bool on) {
+    noisyseg::cpu_avx2_enabled() = on && noisyseg::cpu_avx2_available();
+  }, py::arg("enabled"), "Use (when available) or avoid the AVX2 + FMA build of the strip kernels.");
+}

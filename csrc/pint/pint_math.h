@@ -1,0 +1,352 @@
+// PINT / UA-MT mean-teacher math: MC-perturbation uncertainty and the gated CE / MSE-to-pseudo-label
+// loss with its derivative, side by side; shared by pint_cpu.cpp and pint_cuda.cu.
+//
+// Layout: scores (N, C, S) contiguous (S = product of the spatial sizes); the C scores of pixel
+// (n, s) sit at x[n*C*S + c*S + s]; `row` = n, `col` = s, `i` = n*S + s indexes every (N, S) map.
+// Teacher logits (T, N, C, S): pass t starts at t*N*C*S.
+// Every body works on a strip of `len` <= W contiguous pixels of one row (strip_launchers.h):
+// W = 1 on CUDA, a vector-friendly width on the CPU; the inner `for (j < len)` loops are the
+// element-wise math, written once.
+//
+// Uncertainty (T passes, p_t = softmax(x_t) over C):
+//   sums_c  += p_tc                                  (one pass at a time: stacked or streaming)
+//   mu_c     = sums_c / T
+//   u        = -sum_c mu_c log mu_c  (0 log 0 = 0),  times 1/ln C if normalize
+//   per-image partial sums of u and of the number of non-ignored pixels -> U_i
+//
+// Gated loss (student scores s, label y, teacher mean mu, gate g in {0, 1}, weight w):
+//   lse = log sum_c exp(s_c),  p = softmax(s) = exp(s - lse)
+//   loss    = g ? (lse - s_y) : w * sum_c (p_c - mu_c)^2
+//   d/ds_k  = g ? (p_k - [k = y]) : 2 w p_k ((p_k - mu_k) - sum_c p_c (p_c - mu_c))
+// (the blend g*CE + w*(1-g)*MSE written as a select: identical for a binary gate, and a NaN or
+// inf in the term that is switched off cannot leak into the loss).
+// Ignored pixels (y == ignore_index) contribute 0 to the loss, its gradient and the counts; a
+// label outside [0, C) is recorded in `flag` (Python raises) and treated as ignored.
+#pragma once
+
+#include "../common/host_device.h"
+#include "../common/scalar_types.h"
+#include "../common/vec_math.h"
+
+namespace noisyseg {
+namespace pint {
+
+// 1 if a == b else 0, in integer bit operations: a compare feeding float arithmetic is turned
+// into a branch by GCC, which then does not vectorise the loop (see vec_math.h).
+NS_HD int32_t equal_bit(int32_t a, int32_t b) {
+  const uint32_t d = uint32_t(a - b);
+  return int32_t(1u - ((d | (0u - d)) >> 31));
+}
+
+// Labels of a strip: valid[j] = 1 for a label to learn from, 0 for ignored / out of range;
+// y[j] = the class, -1 where not valid. Branch-free (vectorises); a label outside [0, C) that is
+// not ignore_index is recorded in flag (when non-null) by a second, rare, scalar pass.
+// target == nullptr: every pixel is valid.
+template <int W, typename L>
+NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t ignore_index,
+                        int64_t* flag, int32_t* y, int32_t* valid) {
+  if (!target) {
+    for (int j = 0; j < len; ++j) { valid[j] = 1; y[j] = -1; }
+    return;
+  }
+  int bad = 0;
+  for (int j = 0; j < len; ++j) {
+    const int64_t t = int64_t(target[i + j]);
+    const bool ignored = t == ignore_index, in_range = (t >= 0) & (t < C);
+    valid[j] = int32_t((!ignored) & in_range);
+    y[j] = valid[j] ? int32_t(t) : -1;
+    bad |= int((!ignored) & (!in_range));
+  }
+  if (bad && flag)
+    for (int j = 0; j < len; ++j) {
+      const int64_t t = int64_t(target[i + j]);
+      if ((t != ignore_index) & ((t < 0) | (t >= C))) record_bad_value(flag, t);
+    }
+}
+
+// exp(x_c - m) of a strip (m = max_c x_c) and z = sum_c exp(x_c - m), so that
+// softmax_c = exp(x_c - m) / z and lse = m + log z. On the CPU (W > 1) the exponentials are kept
+// when C * W fits the buffer, one exp per score; otherwise (and on CUDA, W = 1, where the buffer
+// would live in local memory) `each` evaluates them again. Both give the same bits (up to the
+// exp of an infinite max score, NaN in the general loop, 1 in the two-class one).
+// Selects are written with vsel (vec_math.h) so that the strip loops vectorise on the CPU.
+template <int W, typename A>
+struct StripExp {
+  static constexpr int kBuf = W > 1 ? 4 * W : 1;
+  A m[W], z[W], e[kBuf];
+  bool buffered;
+
+  template <typename T>
+  NS_HD void init(const T* x, int64_t C, int64_t S, int len) {
+    for (int j = 0; j < len; ++j) { m[j] = -ns_inf<A>(); z[j] = A(0); }
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
+    buffered = W > 1 && C * W <= kBuf;
+    if (buffered && C == 2) {
+      // Two classes: the larger score's exponential is exp(0) = 1 exactly (vexp too), so one
+      // exp per pixel gives the same bits as the general loop below.
+      for (int j = 0; j < len; ++j) {
+        const A a = load<A>(x, j), b = load<A>(x, S + j);
+        const bool b_is_max = (b > a) | (b != b);  // as nan_max(a, b)
+        const A v = vexp(vsel(b_is_max, a, b) - m[j]);
+        e[j] = vsel(b_is_max, v, A(1));
+        e[W + j] = vsel(b_is_max, A(1), v);
+        z[j] = e[j] + e[W + j];
+      }
+    } else if (buffered) {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) {
+          const A v = vexp(load<A>(x, c * S + j) - m[j]);
+          e[c * W + j] = v;
+          z[j] += v;
+        }
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) z[j] += vexp(load<A>(x, c * S + j) - m[j]);
+    }
+  }
+
+  // Calls f(c, j, exp(x_c - m_j)) for every class c and pixel j < len.
+  template <typename T, typename F>
+  NS_HD void each(const T* x, int64_t C, int64_t S, int len, F&& f) const {
+    if (buffered) {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) f(c, j, e[c * W + j]);
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j) f(c, j, vexp(load<A>(x, c * S + j) - m[j]));
+    }
+  }
+
+  // lse = m + log z (m itself when m is +-inf; NaN in -> NaN out).
+  NS_HD A lse(int j) const {
+    const bool inf = (m[j] == ns_inf<A>()) | (m[j] == -ns_inf<A>());
+    return vsel(inf, m[j], m[j] + vlog(z[j]));
+  }
+};
+
+// sums_c += softmax(x)_c for a strip (first: sums_c = softmax(x)_c, so that a stacked pass and a
+// streaming pass add in the same order and give the same bits). x, sums: class c at c*S + j.
+template <int W, typename A, typename T>
+NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
+  if (C == 2) {
+    // One fused loop, one exp per pixel: the same operations as StripExp's two-class path.
+    if (first)
+      for (int j = 0; j < len; ++j) { sums[j] = A(0); sums[S + j] = A(0); }
+    for (int j = 0; j < len; ++j) {
+      const A a = load<A>(x, j), b = load<A>(x, S + j);
+      const bool b_is_max = (b > a) | (b != b);
+      const A m = nan_max(nan_max(-ns_inf<A>(), a), b);
+      const A v = vexp(vsel(b_is_max, a, b) - m);
+      const A ea = vsel(b_is_max, v, A(1)), eb = vsel(b_is_max, A(1), v);
+      const A r = A(1) / (ea + eb);
+      sums[j] += ea * r;
+      sums[S + j] += eb * r;
+    }
+    return;
+  }
+  StripExp<W, A> se;
+  se.init(x, C, S, len);
+  A r[W];
+  for (int j = 0; j < len; ++j) r[j] = A(1) / se.z[j];
+  if (first)  // 0 + p == p: the same bits as an overwrite, and one loop body below
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) sums[c * S + j] = A(0);
+  se.each(x, C, S, len, [&](int64_t c, int j, A v) { sums[c * S + j] += v * r[j]; });
+}
+
+// mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
+template <int W, typename A>
+NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
+  A h[W];
+  for (int j = 0; j < len; ++j) h[j] = A(0);
+  for (int64_t c = 0; c < C; ++c)
+    for (int j = 0; j < len; ++j) {
+      const A m = sums[c * S + j] / count;
+      mean[c * S + j] = m;
+      h[j] -= vsel(m == A(0), A(0), m * vlog(m));
+    }
+  for (int j = 0; j < len; ++j) u[j] = h[j] * scale;
+}
+
+// Sum of v[0..len) by a pairwise tree over the zero-padded strip (v is overwritten): each level
+// is an element-wise add, so it vectorises, and the order is fixed by the strip layout.
+template <int W, typename A>
+NS_HD A strip_sum(A* v, int len) {
+  static_assert((W & (W - 1)) == 0, "strip width must be a power of two");
+  for (int j = len; j < W; ++j) v[j] = A(0);
+  for (int w = W / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) v[j] += v[j + w];
+  return v[0];
+}
+
+// Adds the strip's sum of u over valid pixels and their number to acc[0], acc[1].
+template <int W, typename A>
+NS_HD void add_image_sums(const A* u, const int32_t* valid, int len, A* acc) {
+  A su[W], sn[W];
+  for (int j = 0; j < len; ++j) {
+    su[j] = vsel(valid[j] != 0, u[j], A(0));
+    sn[j] = A(valid[j]);
+  }
+  acc[0] += strip_sum<W>(su, len);
+  acc[1] += strip_sum<W>(sn, len);
+}
+
+// ---------------------------------------------------------------------------------------------
+// bodies
+
+// Stacked uncertainty, a multi-pass body: passes 0..T-1 add softmax(x_t) into mean (N, C, S)
+// (the running sums), pass T turns them into the mean, u (N, S) and
+// acc = [sum of u over valid pixels, number of valid pixels] (parts aligned with images).
+// The per-pixel order of the adds is that of McAccumulate + McFinalize: the same bits.
+template <typename T, typename L>
+struct McStacked {
+  using A = acc_t<T>;
+  const T* x; const L* target; A* mean; A* u; int64_t* flag;
+  int64_t T_, N, C, S, ignore_index; A scale;
+
+  template <int W>
+  NS_HD void strip(int64_t pass, int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    const int64_t off = n * C * S + s;
+    if (pass < T_) {
+      add_softmax<W>(x + pass * N * C * S + off, mean + off, C, S, len, pass == 0);
+      return;
+    }
+    mean_entropy<W>(mean + off, mean + off, u + i, C, S, len, A(T_), scale);
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
+    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    add_image_sums<W>(u + i, valid, len, acc);
+  }
+};
+
+// Streaming pass: sums (N, C, S) += softmax(x (N, C, S)); first overwrites.
+template <typename T>
+struct McAccumulate {
+  using A = acc_t<T>;
+  const T* x; A* sums; int64_t C, S; bool first;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t, int len, A*) const {
+    const int64_t off = n * C * S + s;
+    add_softmax<W>(x + off, sums + off, C, S, len, first);
+  }
+};
+
+// Streaming result: mean = sums / count, u, image sums as McStacked.
+template <typename A, typename L>
+struct McFinalize {
+  const A* sums; const L* target; A* mean; A* u; int64_t* flag;
+  int64_t C, S, ignore_index; A count, scale;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    const int64_t off = n * C * S + s;
+    mean_entropy<W>(sums + off, mean + off, u + i, C, S, len, count, scale);
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
+    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    add_image_sums<W>(u + i, valid, len, acc);
+  }
+};
+
+// Gated loss forward. Gate g = image_gate[n] * [u < pixel_threshold] (the pixel factor is 1 when
+// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map;
+// acc = [sum of loss, number of valid pixels, sum of g over them].
+template <typename T, typename L>
+struct LossForward {
+  using A = acc_t<T>;
+  const T* x; const L* target; const A* mu; const A* u; const A* image_gate;
+  uint8_t* gate; T* loss_map; int64_t* flag;
+  int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
+    // Members copied to locals: the byte stores to `gate` may alias *this, which would make the
+    // compiler reload every member in the loops and give up vectorising them.
+    const int64_t C = this->C, S = this->S, off = n * C * S + s;
+    const T* xp = x + off;
+    const A* mp = mu + off;
+    const A* up = u + i;
+    uint8_t* gate_out = gate + i;
+    T* map_out = loss_map ? loss_map + i : nullptr;
+    const A w = weight, thr = pixel_threshold;
+    const bool has_thr = has_pixel_threshold;
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
+    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    StripExp<W, A> se;
+    se.init(xp, C, S, len);
+    A lse[W], r[W], xy[W], q[W], g[W], l[W];
+    const A gi = image_gate ? image_gate[n] : A(1);
+    for (int j = 0; j < len; ++j) {
+      lse[j] = se.lse(j);
+      r[j] = A(1) / se.z[j];
+      const bool pix = (!has_thr) | (up[j] < thr);
+      g[j] = vsel(pix, gi, A(0));
+      xy[j] = A(0);
+      q[j] = A(0);
+    }
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) xy[j] = vsel(equal_bit(int32_t(c), y[j]) != 0, load<A>(xp, c * S + j), xy[j]);
+    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+      const A d = v * r[j] - mp[c * S + j];
+      q[j] += d * d;
+    });
+    for (int j = 0; j < len; ++j) {
+      const A v = vsel(g[j] != A(0), lse[j] - xy[j], w * q[j]);
+      l[j] = vsel(valid[j] != 0, v, A(0));
+    }
+    for (int j = 0; j < len; ++j) gate_out[j] = uint8_t(g[j] != A(0));
+    if (map_out)
+      for (int j = 0; j < len; ++j) store(map_out, j, l[j]);
+    A sn[W], sg[W];
+    for (int j = 0; j < len; ++j) {
+      sn[j] = A(valid[j]);
+      sg[j] = vsel(valid[j] != 0, g[j], A(0));
+    }
+    acc[0] += strip_sum<W>(l, len);
+    acc[1] += strip_sum<W>(sn, len);
+    acc[2] += strip_sum<W>(sg, len);
+  }
+};
+
+// Gated loss backward: grad_x (N, C, S) = upstream gradient (per pixel, or one scalar: stride 0)
+// times d loss / d s (see the header comment); the softmax is recomputed, the gate map is read.
+template <typename T, typename L>
+struct LossBackward {
+  using A = acc_t<T>;
+  const T* x; const L* target; const A* mu; const uint8_t* gate;
+  const A* up; int64_t up_stride;
+  T* grad_x;
+  int64_t C, S, ignore_index; A weight;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A*) const {
+    const int64_t off = n * C * S + s;
+    const T* xp = x + off;
+    const A* mp = mu + off;
+    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
+    strip_labels<W>(target, i, len, C, ignore_index, nullptr, y, valid);
+    StripExp<W, A> se;
+    se.init(xp, C, S, len);
+    A r[W], gp[W], spd[W];
+    int32_t g[W];
+    for (int j = 0; j < len; ++j) {
+      r[j] = A(1) / se.z[j];
+      gp[j] = up[(i + j) * up_stride];
+      g[j] = int32_t(gate[i + j] != 0);
+      spd[j] = A(0);
+    }
+    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {  // sum_c p_c (p_c - mu_c)
+      const A p = v * r[j];
+      spd[j] += p * (p - mp[c * S + j]);
+    });
+    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+      const A p = v * r[j];
+      const A d_ce = p - A(equal_bit(int32_t(c), y[j]));
+      const A d_mse = A(2) * weight * p * ((p - mp[c * S + j]) - spd[j]);
+      store(grad_x + off, c * S + j, vsel(valid[j] != 0, gp[j] * vsel(g[j] != 0, d_ce, d_mse), A(0)));
+    });
+  }
+};
+
+}  // namespace pint
+}  // namespace noisyseg

@@ -1,0 +1,380 @@
+"""PINT kernels: MC uncertainty (stacked and streaming) and the gated CE / MSE loss, against the
+pure-torch references in noisyseg_ext.ops.reference."""
+
+import math
+
+import pytest
+import torch
+
+import noisyseg_ext
+from noisyseg_ext import UncertaintyAccumulator, mc_uncertainty, pint_loss
+from noisyseg_ext.ops import _kernels, image_gate, reference
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+SPATIAL = [(37,), (9, 13), (4, 5, 6)]
+
+
+def tol(dtype):
+    # outputs are float32 for every non-float64 input (inputs are cast exactly), so 16-bit
+    # inputs only differ from the reference by float32 rounding; the loss in 16 bits is rounded.
+    return dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-6)
+
+
+def loss_tol(dtype):
+    return {torch.float16: dict(rtol=2e-3, atol=1e-3), torch.bfloat16: dict(rtol=1e-2, atol=1e-2)}.get(dtype, tol(dtype))
+
+
+def make_target(n, spatial, c, device, ignore=-100, frac_ignored=0.2):
+    t = torch.randint(0, c, (n, *spatial), device=device)
+    mask = torch.rand(t.shape, device=device) < frac_ignored
+    return torch.where(mask, torch.full_like(t, ignore), t)
+
+
+# ----------------------------------------------------------------------------------------------
+# uncertainty
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spatial", SPATIAL)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_mc_uncertainty_matches_reference(device, dtype, spatial, normalize):
+    T, N, C = 5, 3, 4
+    x = (torch.randn(T, N, C, *spatial, device=device) * 3).to(dtype)
+    target = make_target(N, spatial, C, device)
+    got = mc_uncertainty(x, normalize=normalize, target=target)
+    ref = reference.mc_uncertainty(x, normalize=normalize, target=target)
+    acc = _kernels.acc_dtype(dtype)
+    for g, r, name in zip(got, ref, ("mean_prob", "pixel", "image")):
+        assert g.dtype == acc, name
+        torch.testing.assert_close(g, r, **tol(dtype), msg=name)
+    assert isinstance(got, noisyseg_ext.McUncertainty)
+    torch.testing.assert_close(got.mean_prob.sum(1), torch.ones_like(got.pixel), **tol(dtype))
+    if normalize:
+        assert float(got.pixel.max()) <= 1 + 1e-6
+
+
+def test_mc_uncertainty_without_target_is_plain_mean(device):
+    x = torch.randn(4, 2, 3, 8, 8, device=device)
+    got = mc_uncertainty(x)
+    torch.testing.assert_close(got.image, got.pixel.flatten(1).mean(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("spatial", SPATIAL)
+def test_accumulator_equals_stacked_bitwise(device, dtype, spatial):
+    T, N, C = 6, 2, 3
+    x = (torch.randn(T, N, C, *spatial, device=device) * 4).to(dtype)
+    target = make_target(N, spatial, C, device)
+    acc = UncertaintyAccumulator(normalize=True)
+    for t in range(T):
+        acc.add(x[t])
+    assert acc.count == T
+    streamed = acc.result(target)
+    stacked = mc_uncertainty(x, normalize=True, target=target)
+    for a, b in zip(streamed, stacked):
+        assert torch.equal(a, b)
+    acc.reset()
+    acc.add(x[0])
+    torch.testing.assert_close(acc.result().mean_prob, torch.softmax(x[0].to(_kernels.acc_dtype(dtype)), 1),
+                               **tol(dtype))
+
+
+def test_accumulator_non_contiguous_input(device):
+    x = torch.randn(3, 2, 7, 5, 4, device=device)
+    acc = UncertaintyAccumulator()
+    for t in range(3):
+        acc.add(x[t].transpose(-1, -2))
+    ref = reference.mc_uncertainty(x.transpose(-1, -2))
+    for a, b in zip(acc.result(), ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_entropy_of_certain_and_uniform_predictions(device):
+    C = 4
+    x = torch.zeros(2, 1, C, 3, device=device)
+    x[:, 0, 1, 0] = 1e4  # one-hot: mu has exact zeros, 0 log 0 = 0
+    got = mc_uncertainty(x)
+    assert float(got.pixel[0, 0]) == 0.0
+    torch.testing.assert_close(got.pixel[0, 1:], torch.full((2,), math.log(C), device=device))
+    got_n = mc_uncertainty(x, normalize=True)
+    torch.testing.assert_close(got_n.pixel[0, 1:], torch.ones(2, device=device))
+    one_class = mc_uncertainty(torch.randn(3, 2, 1, 5, device=device), normalize=True)
+    assert torch.equal(one_class.pixel, torch.zeros_like(one_class.pixel))
+
+
+def test_all_ignored_image_gives_nan(device):
+    x = torch.randn(2, 2, 2, 4, 4, device=device)
+    target = torch.zeros(2, 4, 4, dtype=torch.int64, device=device)
+    target[1] = 255
+    got = mc_uncertainty(x, target=target, ignore_index=255)
+    assert torch.isnan(got.image[1]) and torch.isfinite(got.image[0])
+
+
+def test_no_gradient_into_teacher(device):
+    x = torch.randn(3, 2, 2, 6, device=device, requires_grad=True)
+    got = mc_uncertainty(x)
+    assert not any(t.requires_grad for t in got)
+    acc = UncertaintyAccumulator()
+    acc.add(x[0] * 2)
+    assert not acc.result().mean_prob.requires_grad
+
+
+@pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int32, torch.int64])
+def test_mc_uncertainty_bad_inputs(device, label_dtype):
+    x = torch.randn(2, 2, 3, 5, 5, device=device)
+    with pytest.raises(ValueError, match="T = 0"):
+        mc_uncertainty(x[:0])
+    with pytest.raises(ValueError, match="spatial"):
+        mc_uncertainty(x[:, :, :, 0, 0])
+    with pytest.raises(TypeError, match="dtype"):
+        mc_uncertainty(x.long())
+    bad = torch.zeros(2, 5, 5, dtype=label_dtype, device=device)
+    bad[1, 2, 3] = 7
+    with pytest.raises(ValueError, match="holds 7"):
+        mc_uncertainty(x, target=bad)
+    with pytest.raises(ValueError, match="target"):
+        mc_uncertainty(x, target=bad[:, :4])
+    acc = UncertaintyAccumulator()
+    with pytest.raises(ValueError, match="no pass"):
+        acc.result()
+    acc.add(x[0])
+    with pytest.raises(ValueError, match="shape"):
+        acc.add(x[0, :, :2])
+    with pytest.raises(ValueError, match="float64"):
+        acc.add(x[0].double())
+    with pytest.raises(ValueError, match="holds 7"):
+        acc.result(bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# gated loss
+
+GATES = [
+    dict(),
+    dict(pixel_threshold=0.9),
+    dict(image_threshold=0.95),
+    dict(pixel_threshold=1.0, image_keep_ratio=0.5),
+    dict(image_keep_ratio=1.0),
+]
+
+
+def _inputs(device, dtype, spatial, N=4, C=3, T=4, ignore=-100):
+    teacher = torch.randn(T, N, C, *spatial, device=device) * 2
+    mu, u, U = reference.mc_uncertainty(teacher)
+    s = (torch.randn(N, C, *spatial, device=device) * 2).to(dtype).requires_grad_()
+    target = make_target(N, spatial, C, device, ignore)
+    return s, target, mu, u
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spatial", SPATIAL)
+@pytest.mark.parametrize("gates", GATES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_pint_loss_matches_reference(device, dtype, spatial, gates, reduction):
+    s, target, mu, u = _inputs(device, dtype, spatial)
+    kw = dict(gates, consistency_weight=0.7, reduction=reduction)
+    got = pint_loss(s, target, mu, u, **kw)
+    ref_loss, ref_gate, ref_image_gate = reference.pint_loss(s, target, mu, u, **kw)
+    assert got.loss.dtype == dtype and got.loss.shape == ref_loss.shape
+    torch.testing.assert_close(got.loss, ref_loss, **loss_tol(dtype))
+    assert torch.equal(got.gate, ref_gate)
+    assert torch.equal(got.image_gate, ref_image_gate)
+    valid = target != -100
+    frac = (ref_gate & valid).sum() / valid.sum()
+    torch.testing.assert_close(got.pixel_trusted_fraction.double(), frac.double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(got.image_trusted_fraction.double(), ref_image_gate.double().mean())
+    up = torch.randn_like(got.loss) if reduction == "none" else None
+    g1, = torch.autograd.grad(got.loss, s, up)
+    g2, = torch.autograd.grad(ref_loss, s, up)
+    torch.testing.assert_close(g1, g2, **loss_tol(dtype))
+
+
+def test_pint_loss_mixes_both_terms(device):
+    # the gates above must actually produce both trusted and untrusted valid pixels
+    s, target, mu, u = _inputs(device, torch.float32, (16, 16))
+    got = pint_loss(s, target, mu, u, pixel_threshold=0.9)
+    assert 0.05 < float(got.pixel_trusted_fraction) < 0.95
+    ce = torch.nn.functional.cross_entropy(s, target, reduction="none")
+    mse = ((torch.softmax(s, 1) - mu) ** 2).sum(1)
+    m = pint_loss(s, target, mu, u, pixel_threshold=0.9, consistency_weight=2.0, reduction="none").loss
+    valid = target != -100
+    expect = torch.where(valid, torch.where(u < 0.9, ce, 2.0 * mse), torch.zeros_like(ce))
+    torch.testing.assert_close(m, expect)
+
+
+@pytest.mark.parametrize("spatial", [(5,), (3, 4), (2, 3, 2)])
+@pytest.mark.parametrize("gates", GATES[:4])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_pint_loss_gradcheck(device, spatial, gates, reduction):
+    s, target, mu, u = _inputs(device, torch.float64, spatial, N=3, C=3)
+    s = s.detach().requires_grad_()
+
+    def f(x):
+        return pint_loss(x, target, mu, u, consistency_weight=0.6, reduction=reduction, **gates).loss
+
+    assert torch.autograd.gradcheck(f, (s,), eps=1e-6, atol=1e-6)
+
+
+def test_pint_loss_no_gradient_into_teacher_targets(device):
+    s, target, mu, u = _inputs(device, torch.float64, (6, 6))
+    mu = mu.clone().requires_grad_()
+    u = u.clone().requires_grad_()
+    loss = pint_loss(s, target, mu, u, pixel_threshold=0.9).loss
+    loss.backward()
+    assert mu.grad is None and u.grad is None and s.grad is not None
+
+
+def test_pint_loss_double_backward_not_supported(device):
+    s, target, mu, u = _inputs(device, torch.float64, (4, 4))
+    loss = pint_loss(s, target, mu, u, pixel_threshold=0.9).loss
+    g, = torch.autograd.grad(loss, s, create_graph=True)
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        torch.autograd.grad(g.pow(2).sum(), s)
+
+
+def test_image_keep_ratio_ranking(device):
+    U = torch.tensor([0.3, 0.1, float("nan"), 0.1, 0.5], device=device)
+    assert image_gate(U, image_keep_ratio=0.4).tolist() == [False, True, False, True, False]
+    assert image_gate(U, image_keep_ratio=0.01).tolist() == [False, True, False, False, False]
+    assert image_gate(U, image_keep_ratio=1.0).tolist() == [True] * 5
+    assert image_gate(U, image_keep_ratio=0.5).tolist() == [True, True, False, True, False]  # round(2.5) -> 3
+    assert image_gate(U, image_threshold=0.2).tolist() == [False, True, False, True, False]
+    assert image_gate(U).tolist() == [True] * 5
+    ref = reference.pint_image_gate(U, image_keep_ratio=0.5)
+    assert torch.equal(ref, image_gate(U, image_keep_ratio=0.5))
+
+
+def test_image_gate_uses_given_image_uncertainty(device):
+    s, target, mu, u = _inputs(device, torch.float32, (5, 5))
+    U = torch.tensor([0.0, 9.0, 0.0, 9.0], device=device)
+    got = pint_loss(s, target, mu, u, image_threshold=1.0, image_uncertainty=U)
+    assert got.image_gate.tolist() == [True, False, True, False]
+    assert not got.gate[1].any() and not got.gate[3].any()
+    assert float(got.image_trusted_fraction) == 0.5
+
+
+def test_all_ignored_mean_is_nan(device):
+    s, target, mu, u = _inputs(device, torch.float32, (3, 3))
+    target = torch.full_like(target, -100)
+    got = pint_loss(s, target, mu, u)
+    assert torch.isnan(got.loss)
+    assert float(pint_loss(s, target, mu, u, reduction="sum").loss.detach()) == 0.0
+
+
+def test_pint_loss_bad_inputs(device):
+    s, target, mu, u = _inputs(device, torch.float32, (4, 4))
+    with pytest.raises(ValueError, match="not both"):
+        pint_loss(s, target, mu, u, image_threshold=0.5, image_keep_ratio=0.5)
+    for r in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"\(0, 1\]"):
+            pint_loss(s, target, mu, u, image_keep_ratio=r)
+    with pytest.raises(ValueError, match="mean_prob"):
+        pint_loss(s, target, mu[:, :2], u)
+    with pytest.raises(ValueError, match="pixel_uncertainty"):
+        pint_loss(s, target, mu, u[:, :3])
+    with pytest.raises(ValueError, match="target"):
+        pint_loss(s, target[:2], mu, u)
+    bad = target.clone()
+    bad[0, 0, 0] = 3
+    with pytest.raises(ValueError, match="holds 3"):
+        pint_loss(s, bad, mu, u)
+    with pytest.raises(ValueError, match="reduction"):
+        pint_loss(s, target, mu, u, reduction="weighted_mean")
+    with pytest.raises(TypeError, match="target"):
+        pint_loss(s, target.float(), mu, u)
+    with pytest.raises(TypeError, match="pixel_threshold"):
+        pint_loss(s, target, mu, u, pixel_threshold=torch.tensor(0.5))
+    with pytest.raises(ValueError, match="image_uncertainty"):
+        pint_loss(s, target, mu, u, image_threshold=0.5, image_uncertainty=torch.zeros(3, device=device))
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.library checks, compile, fallback
+
+def test_opcheck(device):
+    x = torch.randn(3, 2, 3, 4, 5, device=device)
+    target = make_target(2, (4, 5), 3, device)
+    torch.library.opcheck(torch.ops.noisyseg.mc_uncertainty, (x, target, -100, True))
+    torch.library.opcheck(torch.ops.noisyseg.mc_uncertainty, (x, None, -100, False))
+    sums = torch.zeros(2, 3, 4, 5, device=device)
+    torch.library.opcheck(torch.ops.noisyseg.mc_accumulate, (sums, x[0], True))
+    torch.library.opcheck(torch.ops.noisyseg.mc_finalize, (sums + 1.0, 3, target, -100, False))
+    s = torch.randn(2, 3, 4, 5, device=device, dtype=torch.float64, requires_grad=True)
+    mu, u, _ = reference.mc_uncertainty(x.double())
+    gate_vec = torch.tensor([1.0, 0.0], device=device, dtype=torch.float64)
+    for want_map in (False, True):
+        torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd,
+                              (s, target, mu, u, gate_vec, 0.9, 0.5, -100, want_map))
+    torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd, (s, target, mu, u, None, None, 1.0, -100, False))
+    gate = torch.rand(2, 4, 5, device=device) < 0.5
+    torch.library.opcheck(torch.ops.noisyseg.pint_loss_bwd,
+                          (torch.randn(2, 4, 5, device=device, dtype=torch.float64), s.detach(), target, mu, gate, 0.5, -100))
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph(device, backend):
+    teacher = torch.randn(4, 2, 2, 8, 8, device=device)
+    s = torch.randn(2, 2, 8, 8, device=device, requires_grad=True)
+    target = make_target(2, (8, 8), 2, device)
+
+    def step(teacher, s, target):
+        mu, u, U = mc_uncertainty(teacher, target=target)
+        r = pint_loss(s, target, mu, u, pixel_threshold=0.6, image_keep_ratio=0.5, image_uncertainty=U,
+                      consistency_weight=0.3)
+        return r.loss, r.gate, r.pixel_trusted_fraction
+
+    compiled = torch.compile(step, fullgraph=True, backend=backend)
+    eager = step(teacher, s, target)
+    got = compiled(teacher, s, target)
+    for a, b in zip(got, eager):
+        torch.testing.assert_close(a, b)
+    g1, = torch.autograd.grad(got[0], s)
+    g2, = torch.autograd.grad(eager[0], s)
+    torch.testing.assert_close(g1, g2)
+
+
+def test_reference_fallback_matches_kernel(device, monkeypatch):
+    teacher = torch.randn(3, 2, 3, 6, 7, device=device)
+    target = make_target(2, (6, 7), 3, device)
+    s = torch.randn(2, 3, 6, 7, device=device, requires_grad=True)
+    kernel_mc = mc_uncertainty(teacher, target=target)
+    kernel = pint_loss(s, target, kernel_mc.mean_prob, kernel_mc.pixel, pixel_threshold=1.0, image_keep_ratio=0.5)
+    acc = UncertaintyAccumulator()
+    monkeypatch.setattr(_kernels, "use_kernel", lambda op, dev: False)
+    fallback_mc = mc_uncertainty(teacher, target=target)
+    for t in range(3):
+        acc.add(teacher[t])
+    for a, b, c in zip(kernel_mc, fallback_mc, acc.result(target)):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
+    fb = pint_loss(s, target, kernel_mc.mean_prob, kernel_mc.pixel, pixel_threshold=1.0, image_keep_ratio=0.5)
+    for a, b in zip(kernel, fb):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("avx2", [False, True])
+def test_cpu_code_paths_match_reference(avx2):
+    """The strip kernels run an AVX2 + FMA build when the CPU has it; cover the baseline too."""
+    from noisyseg_ext.ops._kernels import C
+
+    if avx2 and not C.cpu_avx2_available():
+        pytest.skip("CPU without AVX2 + FMA")
+    before = C.cpu_avx2_enabled()
+    C.set_cpu_avx2_enabled(avx2)
+    try:
+        assert C.cpu_avx2_enabled() == avx2
+        for dtype in (torch.float32, torch.float16):
+            x = (torch.randn(4, 3, 3, 11, 70) * 3).to(dtype)
+            target = make_target(3, (11, 70), 3, "cpu")
+            got = mc_uncertainty(x, target=target, normalize=True)
+            for g, r in zip(got, reference.mc_uncertainty(x, target=target, normalize=True)):
+                torch.testing.assert_close(g, r, **tol(dtype))
+            s = (torch.randn(3, 3, 11, 70) * 2).to(dtype).requires_grad_()
+            r = pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9, image_keep_ratio=0.7)
+            ref, ref_gate, _ = reference.pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9,
+                                                   image_keep_ratio=0.7)
+            torch.testing.assert_close(r.loss, ref, **loss_tol(dtype))
+            assert torch.equal(r.gate, ref_gate)
+            torch.testing.assert_close(torch.autograd.grad(r.loss, s)[0], torch.autograd.grad(ref, s)[0],
+                                       **loss_tol(dtype))
+    finally:
+        C.set_cpu_avx2_enabled(before)
