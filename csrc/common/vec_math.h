@@ -1,6 +1,7 @@
 // exp, log and select written so that GCC vectorises the strip loops that use them (no libm call,
 // no branch): glibc's vector variants are only declared under -ffast-math, which the build does
-// not use. float: Cody-Waite range reduction and the Cephes minimax polynomials (about 1-2 ulp);
+// not use. float: Cody-Waite range reduction and the Cephes minimax polynomials (about 1 ulp;
+// exp flushes below -87 to 0, log assumes a positive normal argument);
 // double: libm (not a hot path). On the device: CUDA's intrinsics, like ns_exp / ns_log.
 //
 // Why the bit-level select: with the default -ftrapping-math GCC sinks a floating computation
@@ -41,43 +42,40 @@ NS_HD double vsel(bool c, double a, double b) {
 #endif
 }
 
-// exp(x): accurate for x <= 88.37 (callers here pass x - max <= 0), +inf above, 0 below -87.34
-// (the subnormal range is flushed), NaN in -> NaN out (a NaN's shift below is 0).
-NS_HD float vexp(float x) {
-#if defined(__CUDA_ARCH__)
-  return __expf(x);
-#else
-  const float t = x * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: rounds x / ln 2
-  const float k = t - 12582912.0f;
-  const float r = (x - k * 0.693359375f) - k * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const uint32_t shift = (float_to_bits(t) - 0x4B400000u) << 23;  // k in the exponent bits
-  const float y = bits_to_float(float_to_bits(p) + shift);
-  const float out = vsel(x < -87.33654475f, 0.0f, y);
-  return vsel(x > 88.37f, ns_inf<float>(), out);
-#endif
+#if !defined(__CUDA_ARCH__)
+// Host float exp/log: branch-free Cephes polynomials (about 1 ulp), inlined so that loops over
+// pixels can vectorise; glibc's expf/logf are opaque calls that cost most of a CPU kernel's time.
+NS_HD float ns_bits_float(int32_t i) { float f; __builtin_memcpy(&f, &i, 4); return f; }
+NS_HD int32_t ns_float_bits(float f) { int32_t i; __builtin_memcpy(&i, &f, 4); return i; }
+
+NS_HD float cephes_exp(float x) {
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const float xc = x > 88.0f ? 88.0f : x;  // comparisons keep NaN as NaN
+  const float t = xc * 1.44269504088896341f + magic;
+  const int32_t n = ns_float_bits(t) - ns_float_bits(magic);
+  const float fn = t - magic;
+  float r = xc - fn * 0.693359375f;
+  r = r + fn * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  const float scale = ns_bits_float((n + 127) << 23);  // 2^n, valid for n in [-126, 127]
+  return xc < -87.0f ? 0.0f : y * scale;
 }
 
-// log(x): log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, subnormals handled.
-NS_HD float vlog(float x) {
-#if defined(__CUDA_ARCH__)
-  return __logf(x);
-#else
-  const bool sub = x < 1.17549435e-38f;
-  const float xs = vsel(sub, x * 8388608.0f, x);  // scale subnormals by 2^23
-  const uint32_t b = float_to_bits(xs);
-  int32_t e = int32_t((b >> 23) & 0xffu) - 126 - (sub ? 23 : 0);
-  const float m = bits_to_float((b & 0x007fffffu) | 0x3f000000u);  // mantissa in [0.5, 1)
-  const bool low = m < 0.707106781186547524f;
-  e = low ? e - 1 : e;
-  const float f = vsel(low, m + m - 1.0f, m - 1.0f);
-  const float z = f * f;
+// log for x > 0 normal (callers pass sums >= 1); NaN in, NaN out.
+NS_HD float cephes_log(float x) {
+  const int32_t bits = ns_float_bits(x);
+  float e = float((bits >> 23) - 127);
+  float m = ns_bits_float((bits & 0x007fffff) | 0x3f800000);  // mantissa in [1, 2)
+  const bool big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1.0f : e;
+  const float f = m - 1.0f, z = f * f;
   float y = 7.0376836292e-2f;
   y = y * f - 1.1514610310e-1f;
   y = y * f + 1.1676998740e-1f;
@@ -88,17 +86,43 @@ NS_HD float vlog(float x) {
   y = y * f - 2.4999993993e-1f;
   y = y * f + 3.3333331174e-1f;
   y = y * f * z;
-  const float fe = float(e);
-  y += -2.12194440e-4f * fe;
+  y += -2.12194440e-4f * e;
   y += -0.5f * z;
-  const float res = (f + y) + 0.693359375f * fe;
-  float out = vsel(x == ns_inf<float>(), x, res);
-  out = vsel(x == 0.0f, -ns_inf<float>(), out);
-  return vsel((x != x) | (x < 0.0f), std::numeric_limits<float>::quiet_NaN(), out);
+  const float res = f + y + 0.693359375f * e;
+  return x != x ? x : res;
+}
+#endif
+
+NS_HD float vexp(float x) {
+#if defined(__CUDA_ARCH__)
+  return __expf(x);
+#else
+  return cephes_exp(x);
+#endif
+}
+
+// log(x) for x > 0 (callers pass sums >= 1, or guard x == 0 with vsel); NaN in, NaN out.
+NS_HD float vlog(float x) {
+#if defined(__CUDA_ARCH__)
+  return __logf(x);
+#else
+  return cephes_log(x);
 #endif
 }
 
 NS_HD double vexp(double x) { return exp(x); }
 NS_HD double vlog(double x) { return log(x); }
+
+// exp / log for kernels that want libm accuracy on the device (expf / logf, not the __expf
+// intrinsics) and the vectorisable polynomials above on the host.
+#if defined(__CUDA_ARCH__)
+NS_HD float ns_exp(float x) { return expf(x); }
+NS_HD float ns_log(float x) { return logf(x); }
+#else
+NS_HD float ns_exp(float x) { return vexp(x); }
+NS_HD float ns_log(float x) { return vlog(x); }
+#endif
+NS_HD double ns_exp(double x) { return exp(x); }
+NS_HD double ns_log(double x) { return log(x); }
 
 }  // namespace noisyseg

@@ -27,6 +27,7 @@
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
 #include "../common/sums.h"
+#include "../common/vec_math.h"
 
 namespace noisyseg {
 namespace wce {
