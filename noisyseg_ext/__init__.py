@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from noisyseg_ext._build_info import build_info
-from noisyseg_ext.ops import weighted_ce
+from noisyseg_ext import metrics
+from noisyseg_ext.ops import distance_transform, weighted_ce
 
-__all__ = ["__version__", "build_info", "weighted_ce"]
+__all__ = ["__version__", "build_info", "weighted_ce", "distance_transform", "metrics"]

@@ -1,0 +1,37 @@
+#include <pybind11/pybind11.h>
+
+#include "../common/device_dispatch.h"
+#include "../common/op_registry.h"
+#include "distance_transform.h"
+
+namespace py = pybind11;
+using noisyseg::EdtArgs;
+using noisyseg::SurfaceArgs;
+
+NOISYSEG_REGISTER_BINDINGS(distance_transform) {
+  py::class_<EdtArgs>(m, "EdtArgs", "Pointers (as integers) and sizes for the distance transform kernel.")
+      .def(py::init<>())
+      .def_readwrite("mask", &EdtArgs::mask).def_readwrite("out", &EdtArgs::out)
+      .def_readwrite("box_lo", &EdtArgs::box_lo).def_readwrite("box_hi", &EdtArgs::box_hi)
+      .def_readwrite("scratch_v", &EdtArgs::scratch_v).def_readwrite("scratch_f", &EdtArgs::scratch_f)
+      .def_readwrite("scratch_z", &EdtArgs::scratch_z)
+      .def_readwrite("B", &EdtArgs::B).def_readwrite("D", &EdtArgs::D)
+      .def_readwrite("n0", &EdtArgs::n0).def_readwrite("n1", &EdtArgs::n1).def_readwrite("n2", &EdtArgs::n2)
+      .def_readwrite("h0", &EdtArgs::h0).def_readwrite("h1", &EdtArgs::h1).def_readwrite("h2", &EdtArgs::h2);
+  py::class_<SurfaceArgs>(m, "SurfaceArgs", "Pointers (as integers) and sizes for the mask surface kernel.")
+      .def(py::init<>())
+      .def_readwrite("mask", &SurfaceArgs::mask).def_readwrite("out", &SurfaceArgs::out)
+      .def_readwrite("B", &SurfaceArgs::B).def_readwrite("D", &SurfaceArgs::D)
+      .def_readwrite("n0", &SurfaceArgs::n0).def_readwrite("n1", &SurfaceArgs::n1)
+      .def_readwrite("n2", &SurfaceArgs::n2).def_readwrite("parts", &SurfaceArgs::parts);
+
+  const auto release = py::call_guard<py::gil_scoped_release>();
+  m.def("distance_transform", [](const EdtArgs& a, int device, uintptr_t stream) {
+    noisyseg::run_on_device("distance_transform", a, device, stream, noisyseg::distance_transform_cpu,
+                            NOISYSEG_CUDA_FN(noisyseg::distance_transform_cuda));
+  }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
+  m.def("mask_surface", [](const SurfaceArgs& a, int device, uintptr_t stream) {
+    noisyseg::run_on_device("mask_surface", a, device, stream, noisyseg::mask_surface_cpu,
+                            NOISYSEG_CUDA_FN(noisyseg::mask_surface_cuda));
+  }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
+}
