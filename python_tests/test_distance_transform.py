@@ -1,0 +1,176 @@
+"""distance_transform and mask_surface: kernels vs scipy.ndimage, vs the pure-torch reference,
+conventions (empty / full masks), bad input, opcheck and torch.compile."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+
+import noisyseg_ext
+from noisyseg_ext.ops import reference
+from noisyseg_ext.ops.distance_transform import mask_surface
+
+SHAPES = [(3, 40), (2, 17, 23), (3, 31, 8), (2, 9, 11, 13), (2, 12, 1, 7), (1, 1, 5, 6)]
+
+
+def random_mask(shape, density, gen):
+    return torch.rand(shape, generator=gen) < density
+
+
+def scipy_edt(mask, spacing):
+    return np.stack([ndi.distance_transform_edt(~m, sampling=spacing) for m in mask.cpu().numpy()])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("density", [0.02, 0.3, 0.9])
+def test_matches_scipy_unit_spacing_exactly(shape, density, device):
+    gen = torch.Generator().manual_seed(hash((shape, density)) % 2**31)
+    mask = random_mask(shape, density, gen)
+    mask.view(mask.shape[0], -1)[:, 0] = True  # no empty image here (scipy has no convention)
+    got = noisyseg_ext.distance_transform(mask.to(device))
+    assert got.dtype == torch.float32 and got.shape == mask.shape and got.device.type == device.type
+    # unit spacing: every intermediate is an integer, so the result is scipy's rounded to float32
+    np.testing.assert_array_equal(got.cpu().numpy(), scipy_edt(mask, None).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_scipy_anisotropic(shape, device):
+    gen = torch.Generator().manual_seed(7)
+    mask = random_mask(shape, 0.05, gen)
+    mask.view(mask.shape[0], -1)[:, -1] = True
+    D = len(shape) - 1
+    spacing = [0.7, 2.3, 1.1][:D]
+    got = noisyseg_ext.distance_transform(mask.to(device), spacing=spacing)
+    np.testing.assert_allclose(got.cpu().numpy(), scipy_edt(mask, spacing), rtol=4e-7, atol=0)
+
+
+def test_scalar_spacing_and_tensor_spacing():
+    mask = torch.zeros(1, 6, 7, dtype=torch.bool)
+    mask[0, 2, 3] = True
+    a = noisyseg_ext.distance_transform(mask, spacing=2.5)
+    b = noisyseg_ext.distance_transform(mask, spacing=torch.tensor([2.5, 2.5]))
+    np.testing.assert_allclose(a.numpy(), 2.5 * scipy_edt(mask, None), rtol=4e-7)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(2, 33), (2, 14, 19), (2, 7, 9, 8)])
+def test_matches_reference(shape, device):
+    gen = torch.Generator().manual_seed(3)
+    mask = random_mask(shape, 0.1, gen).to(device)
+    mask[1] = False  # one empty image
+    spacing = [1.7, 0.6, 1.2][: len(shape) - 1]
+    got = noisyseg_ext.distance_transform(mask, spacing=spacing)
+    ref = reference.distance_transform(mask, spacing)
+    torch.testing.assert_close(got, ref, rtol=4e-7, atol=0)
+
+
+def test_empty_and_full_masks(device):
+    mask = torch.zeros(3, 5, 6, 4, dtype=torch.bool, device=device)
+    mask[1] = True
+    mask[2, 4, 5, 3] = True
+    got = noisyseg_ext.distance_transform(mask, spacing=(1.0, 2.0, 3.0))
+    assert torch.isinf(got[0]).all() and (got[0] > 0).all()   # empty: +inf everywhere
+    assert (got[1] == 0).all()                                # full: 0 everywhere
+    assert got[2, 4, 5, 3] == 0
+    assert got[2, 0, 0, 0].item() == pytest.approx(math.sqrt(16 + 100 + 81))
+
+
+def test_single_seed_far_corner_long_line(device):
+    mask = torch.zeros(1, 2000, dtype=torch.bool, device=device)
+    mask[0, -1] = True
+    got = noisyseg_ext.distance_transform(mask, spacing=0.5)
+    expected = 0.5 * torch.arange(1999, -1, -1, dtype=torch.float32)
+    torch.testing.assert_close(got[0].cpu(), expected, rtol=0, atol=0)
+
+
+def test_binary_integer_and_float_inputs(device):
+    gen = torch.Generator().manual_seed(1)
+    mask = random_mask((2, 10, 12), 0.2, gen).to(device)
+    ref = noisyseg_ext.distance_transform(mask)
+    for dtype in (torch.uint8, torch.int64, torch.float32):
+        assert torch.equal(noisyseg_ext.distance_transform(mask.to(dtype)), ref)
+    # non-contiguous input
+    t = mask.transpose(1, 2)
+    assert torch.equal(noisyseg_ext.distance_transform(t), noisyseg_ext.distance_transform(t.contiguous()))
+
+
+def test_zero_size():
+    assert noisyseg_ext.distance_transform(torch.zeros(0, 4, 4, dtype=torch.bool)).shape == (0, 4, 4)
+    assert noisyseg_ext.distance_transform(torch.zeros(2, 0, 4, dtype=torch.bool)).shape == (2, 0, 4)
+
+
+def test_bad_input():
+    mask = torch.zeros(2, 4, 5, dtype=torch.bool)
+    with pytest.raises(ValueError, match="binary"):
+        noisyseg_ext.distance_transform(torch.full((2, 4, 5), 2))
+    with pytest.raises(ValueError, match="binary"):
+        noisyseg_ext.distance_transform(torch.full((2, 4, 5), 0.5))
+    with pytest.raises(ValueError, match="spatial dims"):
+        noisyseg_ext.distance_transform(torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="spatial dims"):
+        noisyseg_ext.distance_transform(torch.zeros(1, 2, 3, 4, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="expected one per spatial dim"):
+        noisyseg_ext.distance_transform(mask, spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="> 0"):
+        noisyseg_ext.distance_transform(mask, spacing=(1.0, -1.0))
+    with pytest.raises(ValueError, match="> 0"):
+        noisyseg_ext.distance_transform(mask, spacing=0)
+    with pytest.raises(ValueError, match="> 0"):
+        noisyseg_ext.distance_transform(mask, spacing=(float("nan"), 1.0))
+    with pytest.raises(TypeError, match="spacing"):
+        noisyseg_ext.distance_transform(mask, spacing="1")
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        noisyseg_ext.distance_transform(np.zeros((2, 4, 5), bool))
+
+
+def test_box_restriction_is_exact_inside_the_box(device):
+    gen = torch.Generator().manual_seed(5)
+    mask = torch.zeros(2, 12, 14, 16, dtype=torch.bool)
+    mask[0, 3:8, 2:9, 5:15] = random_mask((5, 7, 10), 0.1, gen)
+    mask[0, 3, 2, 5] = mask[0, 7, 8, 14] = True
+    mask[1, 0:2, 10:14, 0:3] = True
+    lo = torch.tensor([[3, 2, 5], [0, 10, 0]])
+    hi = torch.tensor([[8, 9, 15], [2, 14, 3]])
+    spacing = [1.5, 0.5, 1.0]
+    full = noisyseg_ext.distance_transform(mask.to(device), spacing=spacing)
+    boxed = torch.ops.noisyseg.distance_transform(mask.to(device), spacing, lo.to(device), hi.to(device))
+    for b in range(2):
+        sl = (b,) + tuple(slice(int(l), int(h)) for l, h in zip(lo[b], hi[b]))
+        assert torch.equal(boxed[sl], full[sl])
+        outside = torch.ones_like(mask[0])
+        outside[sl[1:]] = False
+        assert torch.isinf(boxed[b][outside.to(device)]).all()
+
+
+@pytest.mark.parametrize("shape", [(3, 30), (2, 13, 17), (2, 6, 7, 9), (1, 1, 4, 5), (2, 5, 1)])
+def test_surface_matches_scipy_erosion(shape, device):
+    gen = torch.Generator().manual_seed(11)
+    mask = random_mask(shape, 0.7, gen)
+    mask[-1] = True  # a full image: its surface is the image border
+    got = mask_surface(mask.to(device)).cpu().numpy()
+    cross = ndi.generate_binary_structure(len(shape) - 1, 1)
+    for b, m in enumerate(mask.numpy()):
+        expected = m ^ ndi.binary_erosion(m, structure=cross)  # border_value=0 (default)
+        np.testing.assert_array_equal(got[b], expected)
+    assert torch.equal(mask_surface(mask.to(device)), reference.mask_surface(mask.to(device)))
+
+
+def test_opcheck():
+    gen = torch.Generator().manual_seed(2)
+    mask = random_mask((2, 9, 10), 0.2, gen)
+    torch.library.opcheck(torch.ops.noisyseg.distance_transform.default, (mask, [1.0, 2.0], None, None))
+    lo, hi = torch.tensor([[0, 1, 2], [0, 0, 0]]), torch.tensor([[1, 8, 9], [1, 9, 10]])
+    torch.library.opcheck(torch.ops.noisyseg.distance_transform.default, (mask, [1.0, 2.0], lo, hi))
+    torch.library.opcheck(torch.ops.noisyseg.mask_surface.default, (mask,))
+
+
+def test_torch_compile_fullgraph():
+    def f(m):
+        return noisyseg_ext.distance_transform(m, spacing=(1.0, 0.5)).clamp(max=4.0) + mask_surface(m).float()
+
+    gen = torch.Generator().manual_seed(4)
+    mask = random_mask((2, 11, 13), 0.1, gen)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(mask), f(mask))
