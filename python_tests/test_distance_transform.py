@@ -125,23 +125,29 @@ def test_bad_input():
         noisyseg_ext.distance_transform(np.zeros((2, 4, 5), bool))
 
 
-def test_box_restriction_is_exact_inside_the_box(device):
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool])
+def test_mask_boxes_match_numpy(dtype, device):
     gen = torch.Generator().manual_seed(5)
-    mask = torch.zeros(2, 12, 14, 16, dtype=torch.bool)
-    mask[0, 3:8, 2:9, 5:15] = random_mask((5, 7, 10), 0.1, gen)
-    mask[0, 3, 2, 5] = mask[0, 7, 8, 14] = True
-    mask[1, 0:2, 10:14, 0:3] = True
-    lo = torch.tensor([[3, 2, 5], [0, 10, 0]])
-    hi = torch.tensor([[8, 9, 15], [2, 14, 3]])
-    spacing = [1.5, 0.5, 1.0]
-    full = noisyseg_ext.distance_transform(mask.to(device), spacing=spacing)
-    boxed = torch.ops.noisyseg.distance_transform(mask.to(device), spacing, lo.to(device), hi.to(device))
-    for b in range(2):
-        sl = (b,) + tuple(slice(int(l), int(h)) for l, h in zip(lo[b], hi[b]))
-        assert torch.equal(boxed[sl], full[sl])
-        outside = torch.ones_like(mask[0])
-        outside[sl[1:]] = False
-        assert torch.isinf(boxed[b][outside.to(device)]).all()
+    labels = torch.zeros(2, 9, 12, 14, dtype=torch.int64)
+    labels[0, 2:5, 3:9, 1:4] = 1
+    labels[0, 7, 11, 13] = 1
+    labels[1, 4, 5:7, 6] = 1
+    labels[1] = torch.where(random_mask((9, 12, 14), 0.01, gen), 1, labels[1])
+    src = labels.to(dtype).to(device)
+    S = 9 * 12 * 14
+    rows = torch.tensor([[0, 0, 1], [1, S, 1], [0, S, 0], [1, 0, 2]], device=device)  # class 2: empty
+    box = torch.ops.noisyseg.mask_boxes(src, src, rows, [9, 12, 14]).cpu()
+    for r, (which, offset, cls) in enumerate(rows.tolist()):
+        m = (labels.reshape(-1)[offset:offset + S] == cls).view(9, 12, 14).numpy()
+        if not m.any():
+            assert box[r, 3:].tolist() == [-1, -1, -1] and (box[r, :3] == torch.iinfo(torch.int32).max).all()
+            continue
+        where = np.argwhere(m)
+        assert box[r].tolist() == where.min(0).tolist() + where.max(0).tolist()
+    # 2D and 1D images: padded leading axes span [0, 0]
+    flat = torch.tensor([[0, 1, 1, 0, 1, 0]], dtype=dtype, device=device)
+    b1 = torch.ops.noisyseg.mask_boxes(flat, flat, torch.tensor([[0, 0, 1]], device=device), [6]).cpu()
+    assert b1.tolist() == [[0, 0, 1, 0, 0, 4]]
 
 
 @pytest.mark.parametrize("shape", [(3, 30), (2, 13, 17), (2, 6, 7, 9), (1, 1, 4, 5), (2, 5, 1)])
@@ -160,10 +166,10 @@ def test_surface_matches_scipy_erosion(shape, device):
 def test_opcheck():
     gen = torch.Generator().manual_seed(2)
     mask = random_mask((2, 9, 10), 0.2, gen)
-    torch.library.opcheck(torch.ops.noisyseg.distance_transform.default, (mask, [1.0, 2.0], None, None))
-    lo, hi = torch.tensor([[0, 1, 2], [0, 0, 0]]), torch.tensor([[1, 8, 9], [1, 9, 10]])
-    torch.library.opcheck(torch.ops.noisyseg.distance_transform.default, (mask, [1.0, 2.0], lo, hi))
+    torch.library.opcheck(torch.ops.noisyseg.distance_transform.default, (mask, [1.0, 2.0]))
     torch.library.opcheck(torch.ops.noisyseg.mask_surface.default, (mask,))
+    rows = torch.tensor([[0, 0, 1], [1, 90, 1]])
+    torch.library.opcheck(torch.ops.noisyseg.mask_boxes.default, (mask, mask, rows, [9, 10]))
 
 
 def test_torch_compile_fullgraph():

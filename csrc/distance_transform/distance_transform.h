@@ -1,18 +1,32 @@
 // distance_transform: arguments and launchers (CPU always, CUDA when compiled with it).
+// See distance_transform_math.h for the job table, the packed output and the masks' sources.
 #pragma once
 
 #include <cstdint>
 
 namespace noisyseg {
 
-// Images are (B, n0, n1, n2) row-major; D = real spatial dims (leading sizes of padding are 1).
 struct EdtArgs {
-  uintptr_t mask = 0;                  // uint8 (B, S) seeds: nonzero = seed
-  uintptr_t out = 0;                   // float32 (B, S) distances
-  uintptr_t box_lo = 0, box_hi = 0;    // int64 (B, 3) each, or 0: the whole image
-  uintptr_t scratch_v = 0, scratch_f = 0, scratch_z = 0;  // CUDA only: int32, float32, float64, B*S each
-  int64_t B = 0, D = 1, n0 = 1, n1 = 1, n2 = 1;
-  double h0 = 1.0, h1 = 1.0, h2 = 1.0;  // spacing along the padded axes
+  uintptr_t src0 = 0, src1 = 0;  // mask sources (label maps or 0/1 planes) of dtype code label_dtype
+  int label_dtype = 4;           // kUInt8
+  uintptr_t jobs = 0;            // int64 (J, kJobCols)
+  uintptr_t line_start = 0;      // int64 (3, J + 1) prefix sums of each job's lines per pass, or 0:
+                                 // every job has lines_a / J lines along axis a
+  int64_t J = 0, lines0 = 0, lines1 = 0, lines2 = 0;  // total lines of the passes along axes 0, 1, 2
+  int64_t D = 1, n0 = 1, n1 = 1, n2 = 1;             // image sizes padded to 3D (leading 1s)
+  double h0 = 1.0, h1 = 1.0, h2 = 1.0;               // spacing along the padded axes
+  bool surface = false;          // seeds = the mask's surface voxels (else its voxels)
+  uintptr_t out = 0;             // float32 packed output
+  uintptr_t qflags = 0;          // uint8 packed query flags (as many slots as out), or 0: no query
+  uintptr_t scratch_v = 0, scratch_f = 0, scratch_z = 0;  // CUDA only: int32, float32, float64, as out
+};
+
+struct BoxArgs {
+  uintptr_t src0 = 0, src1 = 0;
+  int label_dtype = 4;
+  uintptr_t rows = 0;  // int64 (R, 3): source 0/1, offset of the image plane, class
+  uintptr_t box = 0;   // int32 (R, 6), initialised to (INT32_MAX x 3, -1 x 3)
+  int64_t R = 0, D = 1, n0 = 1, n1 = 1, n2 = 1;
 };
 
 struct SurfaceArgs {
@@ -22,9 +36,11 @@ struct SurfaceArgs {
 };
 
 void distance_transform_cpu(const EdtArgs& a);
+void mask_boxes_cpu(const BoxArgs& a);
 void mask_surface_cpu(const SurfaceArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void distance_transform_cuda(const EdtArgs& a, uintptr_t stream);
+void mask_boxes_cuda(const BoxArgs& a, uintptr_t stream);
 void mask_surface_cuda(const SurfaceArgs& a, uintptr_t stream);
 #endif
 

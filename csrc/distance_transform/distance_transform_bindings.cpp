@@ -5,19 +5,32 @@
 #include "distance_transform.h"
 
 namespace py = pybind11;
+using noisyseg::BoxArgs;
 using noisyseg::EdtArgs;
 using noisyseg::SurfaceArgs;
 
 NOISYSEG_REGISTER_BINDINGS(distance_transform) {
-  py::class_<EdtArgs>(m, "EdtArgs", "Pointers (as integers) and sizes for the distance transform kernel.")
+  py::class_<EdtArgs>(m, "EdtArgs", "Pointers (as integers) and sizes for the distance transform jobs.")
       .def(py::init<>())
-      .def_readwrite("mask", &EdtArgs::mask).def_readwrite("out", &EdtArgs::out)
-      .def_readwrite("box_lo", &EdtArgs::box_lo).def_readwrite("box_hi", &EdtArgs::box_hi)
-      .def_readwrite("scratch_v", &EdtArgs::scratch_v).def_readwrite("scratch_f", &EdtArgs::scratch_f)
-      .def_readwrite("scratch_z", &EdtArgs::scratch_z)
-      .def_readwrite("B", &EdtArgs::B).def_readwrite("D", &EdtArgs::D)
+      .def_readwrite("src0", &EdtArgs::src0).def_readwrite("src1", &EdtArgs::src1)
+      .def_readwrite("label_dtype", &EdtArgs::label_dtype)
+      .def_readwrite("jobs", &EdtArgs::jobs).def_readwrite("line_start", &EdtArgs::line_start)
+      .def_readwrite("J", &EdtArgs::J).def_readwrite("lines0", &EdtArgs::lines0)
+      .def_readwrite("lines1", &EdtArgs::lines1).def_readwrite("lines2", &EdtArgs::lines2)
+      .def_readwrite("D", &EdtArgs::D)
       .def_readwrite("n0", &EdtArgs::n0).def_readwrite("n1", &EdtArgs::n1).def_readwrite("n2", &EdtArgs::n2)
-      .def_readwrite("h0", &EdtArgs::h0).def_readwrite("h1", &EdtArgs::h1).def_readwrite("h2", &EdtArgs::h2);
+      .def_readwrite("h0", &EdtArgs::h0).def_readwrite("h1", &EdtArgs::h1).def_readwrite("h2", &EdtArgs::h2)
+      .def_readwrite("surface", &EdtArgs::surface)
+      .def_readwrite("out", &EdtArgs::out).def_readwrite("qflags", &EdtArgs::qflags)
+      .def_readwrite("scratch_v", &EdtArgs::scratch_v).def_readwrite("scratch_f", &EdtArgs::scratch_f)
+      .def_readwrite("scratch_z", &EdtArgs::scratch_z);
+  py::class_<BoxArgs>(m, "BoxArgs", "Pointers (as integers) and sizes for the mask bounding boxes.")
+      .def(py::init<>())
+      .def_readwrite("src0", &BoxArgs::src0).def_readwrite("src1", &BoxArgs::src1)
+      .def_readwrite("label_dtype", &BoxArgs::label_dtype)
+      .def_readwrite("rows", &BoxArgs::rows).def_readwrite("box", &BoxArgs::box)
+      .def_readwrite("R", &BoxArgs::R).def_readwrite("D", &BoxArgs::D)
+      .def_readwrite("n0", &BoxArgs::n0).def_readwrite("n1", &BoxArgs::n1).def_readwrite("n2", &BoxArgs::n2);
   py::class_<SurfaceArgs>(m, "SurfaceArgs", "Pointers (as integers) and sizes for the mask surface kernel.")
       .def(py::init<>())
       .def_readwrite("mask", &SurfaceArgs::mask).def_readwrite("out", &SurfaceArgs::out)
@@ -29,6 +42,10 @@ NOISYSEG_REGISTER_BINDINGS(distance_transform) {
   m.def("distance_transform", [](const EdtArgs& a, int device, uintptr_t stream) {
     noisyseg::run_on_device("distance_transform", a, device, stream, noisyseg::distance_transform_cpu,
                             NOISYSEG_CUDA_FN(noisyseg::distance_transform_cuda));
+  }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
+  m.def("mask_boxes", [](const BoxArgs& a, int device, uintptr_t stream) {
+    noisyseg::run_on_device("mask_boxes", a, device, stream, noisyseg::mask_boxes_cpu,
+                            NOISYSEG_CUDA_FN(noisyseg::mask_boxes_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("mask_surface", [](const SurfaceArgs& a, int device, uintptr_t stream) {
     noisyseg::run_on_device("mask_surface", a, device, stream, noisyseg::mask_surface_cpu,

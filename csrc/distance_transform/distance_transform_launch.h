@@ -1,12 +1,13 @@
-// distance_transform: the sequence of passes and the body construction, written once for both
-// devices. A launch policy provides
-//   lines(B, L, max_len, body): body(b, l, v, fv, z, ws) for every line l < L of every image b < B,
-//     with scratch for max_len values (private per thread on the CPU, interleaved on the GPU);
-//   rows_cols<K, A>(...): the generic per-element launcher (launchers.h).
+// distance_transform: the sequence of passes, dtype dispatch and body construction, written once
+// for both devices. Besides the generic rows_cols (launchers.h), a launch policy provides
+//   lines(map, max_len, body): body(job, line, scratch) for every flat line of `map` (a LineMap),
+//     with envelope scratch for max_len values (private per thread on the CPU; on the GPU, ws = 0:
+//     at the line's own slots of full-size scratch buffers).
 #pragma once
 
 #include "../common/launchers.h"
 #include "../common/pointers.h"
+#include "../common/scalar_types.h"
 #include "distance_transform.h"
 #include "distance_transform_math.h"
 
@@ -21,21 +22,43 @@ inline edt::Grid edt_grid(int64_t D, int64_t n0, int64_t n1, int64_t n2) {
 
 template <typename Launch>
 void distance_transform_run(const EdtArgs& a, const Launch& launch) {
+  if (a.J == 0) return;
   const edt::Grid g = edt_grid(a.D, a.n0, a.n1, a.n2);
-  if (a.B == 0 || g.size() == 0) return;
   const double h[3] = {a.h0, a.h1, a.h2};
-  const int64_t* lo = as_ptr<const int64_t>(a.box_lo);
-  const int64_t* hi = as_ptr<const int64_t>(a.box_hi);
+  const int64_t lines[3] = {a.lines0, a.lines1, a.lines2};
+  const int64_t* starts = as_ptr<const int64_t>(a.line_start);
+  const int64_t* jobs = as_ptr<const int64_t>(a.jobs);
   float* out = as_ptr<float>(a.out);
+  uint8_t* qflags = as_ptr<uint8_t>(a.qflags);
+  auto map = [&](int axis) {
+    return edt::LineMap{starts ? starts + axis * (a.J + 1) : nullptr, a.J, lines[axis] / a.J, lines[axis]};
+  };
   const int first_axis = 3 - int(a.D);
-  // Pass 1 along the contiguous axis; then one envelope pass per remaining axis, the last one
-  // taking the square root.
-  edt::SeedPass<uint8_t> seeds{as_ptr<const uint8_t>(a.mask), out, lo, hi, g, h[2], a.D == 1};
-  launch.lines(a.B, g.lines(2), int64_t(0), seeds);
-  for (int axis = 1; axis >= first_axis; --axis) {
-    edt::EnvelopePass env{out, lo, hi, g, axis, h[axis], axis == first_axis};
-    launch.lines(a.B, g.lines(axis), g.n[axis], env);
-  }
+  dispatch_label(a.label_dtype, "distance_transform", [&](auto tl) {
+    using L = typename decltype(tl)::type;
+    // Pass 1 along the contiguous axis; then one envelope pass per remaining axis, the last one
+    // taking the square root (and keeping only the query voxels, if any).
+    edt::SeedPass<L> seeds{{as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)}, jobs, g, out, qflags,
+                           h[2], a.surface, a.D == 1};
+    launch.lines(map(2), int64_t(0), seeds);
+    for (int axis = 1; axis >= first_axis; --axis) {
+      edt::EnvelopePass env{jobs, out, qflags, axis, h[axis], axis == first_axis};
+      launch.lines(map(axis), g.n[axis], env);
+    }
+  });
+}
+
+template <typename Launch>
+void mask_boxes_run(const BoxArgs& a, const Launch& launch) {
+  const edt::Grid g = edt_grid(a.D, a.n0, a.n1, a.n2);
+  const int64_t per_row = g.n[0] * g.n[1];
+  if (a.R == 0 || g.size() == 0) return;
+  dispatch_label(a.label_dtype, "mask_boxes", [&](auto tl) {
+    using L = typename decltype(tl)::type;
+    edt::BoxScan<L> body{{as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)}, as_ptr<const int64_t>(a.rows),
+                         as_ptr<int32_t>(a.box), g};
+    launch.lines(edt::LineMap{nullptr, a.R, per_row, a.R * per_row}, int64_t(0), body);
+  });
 }
 
 template <typename Launch>

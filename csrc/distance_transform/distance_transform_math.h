@@ -1,21 +1,26 @@
-// Exact Euclidean distance transform (separable, Felzenszwalb & Huttenlocher 2012) and the
-// 1-connectivity surface of a binary mask: the math of one line / one voxel, shared by
-// distance_transform_cpu.cpp and distance_transform_cuda.cu.
+// Exact Euclidean distance transform (separable, Felzenszwalb & Huttenlocher 2012), the
+// 1-connectivity surface of a binary mask and per-mask bounding boxes: the math of one line /
+// one voxel, shared by distance_transform_cpu.cpp and distance_transform_cuda.cu.
 //
 // Geometry: every image is seen as 3D, (n0, n1, n2) row-major with n2 contiguous; 2D and 1D
-// images get leading sizes of 1 (D = number of real spatial dims). A batch is B such images.
+// images get leading sizes of 1 (D = number of real spatial dims, axes 3-D .. 2).
 //
-// Distance transform of the seeds (nonzero mask voxels), h_a = spacing along axis a:
-//   pass along axis 2:   g(q) = squared 1D distance to the nearest seed on the line (two sweeps)
-//   pass along axis a<2: f'(q) = min_p f(p) + ((q - p) h_a)^2, the lower envelope of parabolas
-//   the last pass takes the square root. +inf = no seed reachable (an image without seeds is all
-//   +inf). Passes run in place on the float32 output: the envelope pass keeps the values it needs
-//   (the parabolas' vertices) in scratch, so overwriting the line is safe.
-// Optional per-image box [lo, hi) (3 coordinates each): only lines inside the box are computed,
-// over the box's extent. Exact inside the box when every seed lies inside it (metrics use the
-// bounding box of both masks); values outside the box are not written.
+// Masks are read in place from label maps or 0/1 tensors: voxel s of a mask is set when
+// src[offset + s] == cls (one-hot planes use cls = 1), so per-class masks are never materialised.
+//
+// The distance transform runs as a list of jobs. A job transforms one box of one image (the whole
+// image for distance_transform; the bounding box of both masks for the surface metrics, exact
+// there because every seed lies inside) into its own slice of a packed float32 buffer, laid out
+// row-major over the box. Seeds are the mask's voxels, or its surface voxels. Passes:
+//   along axis 2:     g(q) = squared 1D distance to the nearest seed on the line (two sweeps);
+//   along axis a < 2: f'(q) = min_p f(p) + ((q - p) h_a)^2, the lower envelope of parabolas;
+//   the last pass takes the square root. +inf = no seed reachable (a job without seeds is +inf).
+// Passes run in place: the envelope pass keeps what it needs (the parabolas' vertices) in scratch.
+// With a query mask (metrics), the last pass writes the distance only at the query mask's surface
+// voxels and -1 elsewhere, and the first pass records those voxels in a uint8 buffer.
 #pragma once
 
+#include "../common/atomics.h"
 #include "../common/host_device.h"
 
 namespace noisyseg {
@@ -23,155 +28,268 @@ namespace edt {
 
 struct Grid {
   int64_t n[3];
-  int D;  // real spatial dims: axes 3-D .. 2
+  int D;
 
   NS_HD int64_t size() const { return n[0] * n[1] * n[2]; }
   NS_HD int64_t stride(int a) const { return a == 0 ? n[1] * n[2] : (a == 1 ? n[2] : 1); }
-  NS_HD int64_t lines(int a) const { return n[a] > 0 ? size() / n[a] : 0; }
+};
 
-  // Line l along axis a: the coordinates (u on axis p, w on axis r) of the two other axes
-  // (p < r), and the offset of its first element.
-  NS_HD int64_t line_base(int a, int64_t l, int64_t& u, int64_t& w, int& p, int& r) const {
-    p = a == 0 ? 1 : 0;
-    r = a == 2 ? 1 : 2;
-    u = l / n[r];
-    w = l - u * n[r];
-    return u * stride(p) + w * stride(r);
+// The two axes other than a, in order: p < r.
+NS_HD void other_axes(int a, int& p, int& r) {
+  p = a == 0 ? 1 : 0;
+  r = a == 2 ? 1 : 2;
+}
+
+// Columns of the int64 job table.
+enum JobCol : int {
+  kSeedWhich = 0, kSeedOffset, kSeedClass,     // seeds: source 0/1, offset of the image plane, class
+  kQueryWhich, kQueryOffset, kQueryClass,      // query mask (metrics only), same meaning
+  kLo0, kLo1, kLo2, kDim0, kDim1, kDim2,       // the box: first voxel and sizes (0 = nothing to do)
+  kOut,                                        // offset of the job's slice in the packed buffer
+  kJobCols
+};
+
+struct Box {
+  int64_t lo[3], d[3], out;
+
+  NS_HD explicit Box(const int64_t* job) {
+    for (int a = 0; a < 3; ++a) { lo[a] = job[kLo0 + a]; d[a] = job[kDim0 + a]; }
+    out = job[kOut];
+  }
+  NS_HD int64_t stride(int a) const { return a == 0 ? d[1] * d[2] : (a == 1 ? d[2] : 1); }
+  NS_HD int64_t lines(int a) const { return d[a] > 0 ? d[0] * d[1] * d[2] / d[a] : 0; }
+  // Line l along axis a: the box coordinates (u, w) of the other axes and the packed offset of
+  // the line's first element.
+  NS_HD int64_t line(int a, int64_t l, int64_t& u, int64_t& w) const {
+    int p, r;
+    other_axes(a, p, r);
+    u = l / d[r];
+    w = l - u * d[r];
+    return out + u * stride(p) + w * stride(r);
   }
 };
 
-// The part of line l (along axis a) of image b to compute: [begin, end) along the axis and the
-// offset of the line's element 0 inside the image. False when the line misses the box.
-NS_HD bool line_span(const Grid& g, int a, int64_t b, int64_t l, const int64_t* box_lo,
-                     const int64_t* box_hi, int64_t& base, int64_t& begin, int64_t& end) {
-  int64_t u, w;
-  int p, r;
-  base = g.line_base(a, l, u, w, p, r);
-  begin = 0;
-  end = g.n[a];
-  if (!box_lo) return true;
-  const int64_t* lo = box_lo + 3 * b;
-  const int64_t* hi = box_hi + 3 * b;
-  if (u < lo[p] || u >= hi[p] || w < lo[r] || w >= hi[r]) return false;
-  begin = lo[a];
-  end = hi[a];
-  return begin < end;
-}
-
-// First pass (along the contiguous axis): squared distance (h = spacing) from each of the n
-// elements of a line to the nearest seed on the same line, +inf when the line has none; the
-// distance itself when take_root (1D images). mask and out step by `stride`.
-template <typename M>
-NS_HD void seed_line(const M* mask, float* out, int64_t n, int64_t stride, double h, bool take_root) {
-  const float inf = ns_inf<float>();
-  int64_t last = -1;  // forward sweep: steps back to the last seed (exact small integers)
-  for (int64_t q = 0; q < n; ++q) {
-    if (mask[q * stride]) last = q;
-    out[q * stride] = last < 0 ? inf : float(q - last);
-  }
-  int64_t next = -1;  // backward sweep: steps on to the next seed, then scale
-  for (int64_t q = n - 1; q >= 0; --q) {
-    if (mask[q * stride]) next = q;
-    float steps = out[q * stride];
-    if (next >= 0 && float(next - q) < steps) steps = float(next - q);
-    if (steps < inf) {
-      const double d = double(steps) * h;
-      out[q * stride] = float(take_root ? d : d * d);
-    }
-  }
-}
-
-// Later passes: 1D squared distance transform of a sampled function, in place on the n values
-// data[q * stride] (+inf = no seed): data[q] = min_p f(p) + ((q - p) h)^2, the root when take_root.
-// Lower envelope of the parabolas rooted at the finite f(p): v = their positions, fv = f there,
-// z[k] = where parabola k starts to be the lowest (in steps; z[0] = -inf). Scratch slots are
-// `ws` apart (1 for a thread's private buffer, the number of lines for interleaved GPU scratch).
-NS_HD void envelope_line(float* data, int64_t n, int64_t stride, double h, bool take_root,
-                         int32_t* v, float* fv, double* z, int64_t ws) {
-  const double h2 = h * h;
-  int64_t k = -1;  // index of the last parabola of the envelope
-  for (int64_t q = 0; q < n; ++q) {
-    const float fq = data[q * stride];
-    if (!(fq < ns_inf<float>())) continue;
-    double s = -ns_inf<double>();
-    while (k >= 0) {
-      const double vk = double(v[k * ws]);
-      // abscissa where the parabola at q drops below the one at v_k
-      s = ((double(fq) - double(fv[k * ws])) / h2 + double(q) * double(q) - vk * vk) / (2.0 * (double(q) - vk));
-      if (k == 0 || s > z[k * ws]) break;
-      --k;  // parabola k is nowhere the lowest any more
-    }
-    ++k;
-    v[k * ws] = int32_t(q);
-    fv[k * ws] = fq;
-    z[k * ws] = k == 0 ? -ns_inf<double>() : s;
-  }
-  const int64_t count = k + 1;
-  if (count == 0) {
-    for (int64_t q = 0; q < n; ++q) data[q * stride] = ns_inf<float>();
-    return;
-  }
-  k = 0;
-  for (int64_t q = 0; q < n; ++q) {
-    while (k + 1 < count && z[(k + 1) * ws] < double(q)) ++k;
-    const double dq = (double(q) - double(v[k * ws])) * h;
-    const double val = dq * dq + double(fv[k * ws]);
-    data[q * stride] = float(take_root ? sqrt(val) : val);
-  }
-}
-
-// Per-line bodies for the launchers: body(b, l, v, fv, z, ws) handles line l of image b.
-template <typename M>
-struct SeedPass {
-  const M* mask;
-  float* out;
-  const int64_t *box_lo, *box_hi;
-  Grid g;
-  double h;
-  bool take_root;
-
-  NS_HD void operator()(int64_t b, int64_t l, int32_t*, float*, double*, int64_t) const {
-    int64_t base, begin, end;
-    if (!line_span(g, 2, b, l, box_lo, box_hi, base, begin, end)) return;
-    const int64_t off = b * g.size() + base + begin;
-    seed_line(mask + off, out + off, end - begin, int64_t(1), h, take_root);
-  }
+template <typename L>
+struct MaskView {
+  const L* p;  // the image plane
+  int64_t cls;
+  NS_HD bool operator[](int64_t s) const { return int64_t(p[s]) == cls; }
 };
 
-struct EnvelopePass {
-  float* data;
-  const int64_t *box_lo, *box_hi;
-  Grid g;
-  int axis;
-  double h;
-  bool take_root;
+template <typename L>
+NS_HD MaskView<L> job_mask(const L* const src[2], const int64_t* job, int col) {
+  return MaskView<L>{src[job[col]] + job[col + 1], job[col + 2]};
+}
 
-  NS_HD void operator()(int64_t b, int64_t l, int32_t* v, float* fv, double* z, int64_t ws) const {
-    int64_t base, begin, end;
-    if (!line_span(g, axis, b, l, box_lo, box_hi, base, begin, end)) return;
-    const int64_t stride = g.stride(axis);
-    envelope_line(data + b * g.size() + base + begin * stride, end - begin, stride, h, take_root, v, fv, z, ws);
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
-// Surface: mask XOR erode(mask) with the 1-connectivity cross, outside the image = background
-// (scipy.ndimage.binary_erosion's default border_value=0, as medpy and MONAI use): a voxel is on
-// the surface when it is set and one of its 2D face neighbours is unset or outside the image.
-template <typename M>
-NS_HD bool is_surface(const M* m, int64_t s, const Grid& g) {
+// Surface voxel: set, and a face neighbour along a real axis unset or outside [lo, hi) (the
+// image, or a box holding every set voxel): mask XOR erode(mask) with the 1-connectivity cross,
+// outside = background (scipy.ndimage.binary_erosion's default border_value=0, as medpy / MONAI).
+// c = the voxel's coordinates, s = its flat index in the image.
+template <typename Mask>
+NS_HD bool surface_at(const Mask& m, const Grid& g, const int64_t lo[3], const int64_t hi[3],
+                      const int64_t c[3], int64_t s) {
   if (!m[s]) return false;
-  const int64_t i2 = s % g.n[2], i1 = (s / g.n[2]) % g.n[1], i0 = s / (g.n[1] * g.n[2]);
-  const int64_t c[3] = {i0, i1, i2};
   for (int a = 3 - g.D; a < 3; ++a) {
     const int64_t st = g.stride(a);
-    if (c[a] == 0 || !m[s - st]) return true;
-    if (c[a] == g.n[a] - 1 || !m[s + st]) return true;
+    if (c[a] == lo[a] || !m[s - st]) return true;
+    if (c[a] == hi[a] - 1 || !m[s + st]) return true;
   }
   return false;
 }
 
-// Per-element body for the generic rows x cols launchers: row = image, col = voxel.
+// The seed flag of voxel x of a line along axis 2 (the job's mask or its surface).
+template <typename L>
+struct SeedOnLine {
+  MaskView<L> m;
+  const Grid* g;
+  int64_t lo[3], hi[3], c0, c1, row;  // row = flat index of the line's voxel x = 0
+  bool surface;
+
+  NS_HD bool operator()(int64_t x) const {
+    if (!surface) return m[row + x];
+    const int64_t c[3] = {c0, c1, lo[2] + x};
+    return surface_at(m, *g, lo, hi, c, row + x);
+  }
+};
+
+// First pass (along the contiguous axis): squared distance (h = spacing) from each of the n
+// elements of a line to the nearest seed on the same line, +inf when the line has none; the
+// distance itself when take_root (1D images). keep (or null): write -1 where keep[q] == 0.
+template <typename Seed>
+NS_HD void seed_line(const Seed& seed, float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
+  const float inf = ns_inf<float>();
+  int64_t last = -1;  // forward sweep: steps back to the last seed (exact small integers)
+  for (int64_t q = 0; q < n; ++q) {
+    if (seed(q)) last = q;
+    out[q] = last < 0 ? inf : float(q - last);
+  }
+  int64_t next = -1;  // backward sweep: steps on to the next seed, then scale
+  for (int64_t q = n - 1; q >= 0; --q) {
+    if (out[q] == 0.0f) next = q;  // seeds are exactly the zeros of the forward sweep
+    float steps = out[q];
+    if (next >= 0 && float(next - q) < steps) steps = float(next - q);
+    float value = steps;
+    if (steps < inf) {
+      const double d = double(steps) * h;
+      value = float(take_root ? d : d * d);
+    }
+    out[q] = (keep && !keep[q]) ? -1.0f : value;
+  }
+}
+
+// Scratch of one line's lower envelope: positions v, f at them fv, and z[k] = where parabola k
+// starts to be the lowest (in steps), slots `ws` apart.
+struct Scratch {
+  int32_t* v;
+  float* fv;
+  double* z;
+  int64_t ws;
+};
+
+// Later passes: 1D squared distance transform of a sampled function, in place on the n values
+// data[q * stride] (+inf = no seed): data[q] = min_p f(p) + ((q - p) h)^2, the root when take_root.
+// keep (or null, slots `stride` apart like data): write -1 where keep[q] == 0.
+NS_HD void envelope_line(float* data, int64_t n, int64_t stride, double h, bool take_root, const uint8_t* keep,
+                         const Scratch& s) {
+  const double h2 = h * h;
+  const int64_t ws = s.ws;
+  int64_t k = -1;  // index of the last parabola of the envelope
+  for (int64_t q = 0; q < n; ++q) {
+    const float fq = data[q * stride];
+    if (!(fq < ns_inf<float>())) continue;
+    double cross = -ns_inf<double>();
+    while (k >= 0) {
+      const double vk = double(s.v[k * ws]);
+      // abscissa where the parabola at q drops below the one at v_k
+      cross = ((double(fq) - double(s.fv[k * ws])) / h2 + double(q) * double(q) - vk * vk) / (2.0 * (double(q) - vk));
+      if (k == 0 || cross > s.z[k * ws]) break;
+      --k;  // parabola k is nowhere the lowest any more
+    }
+    ++k;
+    s.v[k * ws] = int32_t(q);
+    s.fv[k * ws] = fq;
+    s.z[k * ws] = k == 0 ? -ns_inf<double>() : cross;
+  }
+  const int64_t count = k + 1;
+  k = 0;
+  for (int64_t q = 0; q < n; ++q) {
+    float value = ns_inf<float>();
+    if (count > 0) {
+      while (k + 1 < count && s.z[(k + 1) * ws] < double(q)) ++k;
+      const double dq = (double(q) - double(s.v[k * ws])) * h;
+      const double val = dq * dq + double(s.fv[k * ws]);
+      value = float(take_root ? sqrt(val) : val);
+    }
+    data[q * stride] = (keep && !keep[q * stride]) ? -1.0f : value;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-line bodies: body(job, line, scratch). Scratch with ws == 0 means "at the data's own slots"
+// (GPU: each line's scratch is the line's positions in full-size scratch buffers, stride apart).
+
+template <typename L>
+struct SeedPass {
+  const L* src[2];
+  const int64_t* jobs;
+  Grid g;
+  float* out;
+  uint8_t* qflags;  // null without a query mask
+  double h;
+  bool surface, take_root;
+
+  NS_HD void operator()(int64_t j, int64_t l, const Scratch&) const {
+    const int64_t* job = jobs + j * kJobCols;
+    const Box b(job);
+    int64_t u, w;
+    const int64_t base = b.line(2, l, u, w);
+    SeedOnLine<L> seed;
+    seed.m = job_mask(src, job, kSeedWhich);
+    seed.g = &g;
+    for (int a = 0; a < 3; ++a) { seed.lo[a] = b.lo[a]; seed.hi[a] = b.lo[a] + b.d[a]; }
+    seed.c0 = b.lo[0] + u;
+    seed.c1 = b.lo[1] + w;
+    seed.row = seed.c0 * g.stride(0) + seed.c1 * g.stride(1) + b.lo[2];
+    seed.surface = surface;
+    uint8_t* keep = nullptr;
+    if (qflags) {  // the query mask's surface voxels on this line
+      SeedOnLine<L> query = seed;
+      query.m = job_mask(src, job, kQueryWhich);
+      query.surface = true;
+      keep = qflags + base;
+      for (int64_t x = 0; x < b.d[2]; ++x) keep[x] = uint8_t(query(x));
+    }
+    seed_line(seed, out + base, b.d[2], h, take_root, take_root ? keep : nullptr);
+  }
+};
+
+struct EnvelopePass {
+  const int64_t* jobs;
+  float* out;
+  const uint8_t* qflags;  // null without a query mask
+  int axis;
+  double h;
+  bool take_root;
+
+  NS_HD void operator()(int64_t j, int64_t l, Scratch s) const {
+    const Box b(jobs + j * kJobCols);
+    int64_t u, w;
+    const int64_t base = b.line(axis, l, u, w);
+    const int64_t stride = b.stride(axis);
+    if (s.ws == 0) {
+      s.v += base; s.fv += base; s.z += base;
+      s.ws = stride;
+    }
+    envelope_line(out + base, b.d[axis], stride, h, take_root, (take_root && qflags) ? qflags + base : nullptr, s);
+  }
+};
+
+// Which job owns flat line t of a pass: line_start (J + 1 prefix sums) by binary search, or
+// `per_job` lines each when line_start is null.
+struct LineMap {
+  const int64_t* start;
+  int64_t J, per_job, total;
+
+  NS_HD void locate(int64_t t, int64_t& j, int64_t& l) const {
+    if (!start) { j = t / per_job; l = t - j * per_job; return; }
+    int64_t lo = 0, hi = J;  // start[lo] <= t < start[hi]
+    while (hi - lo > 1) {
+      const int64_t mid = (lo + hi) / 2;
+      if (start[mid] <= t) lo = mid; else hi = mid;
+    }
+    j = lo;
+    l = t - start[lo];
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Bounding boxes: for row r (a mask: columns which, offset, cls), line l along axis 2 of the
+// image: the first and last set voxel, merged into box[r] = (lo0, lo1, lo2, hi0, hi1, hi2)
+// (inclusive, initialised to INT32_MAX / -1) with atomic min / max.
+template <typename L>
+struct BoxScan {
+  const L* src[2];
+  const int64_t* rows;  // (R, 3)
+  int32_t* box;         // (R, 6)
+  Grid g;
+
+  NS_HD void operator()(int64_t r, int64_t l, const Scratch&) const {
+    const int64_t* row = rows + 3 * r;
+    const MaskView<L> m{src[row[0]] + row[1], row[2]};
+    const int64_t c0 = l / g.n[1], c1 = l - c0 * g.n[1];
+    const int64_t base = c0 * g.stride(0) + c1 * g.stride(1);
+    int64_t first = -1, last = -1;
+    for (int64_t x = 0; x < g.n[2]; ++x)
+      if (m[base + x]) { if (first < 0) first = x; last = x; }
+    if (first < 0) return;
+    int32_t* b = box + 6 * r;
+    atomic_min_i32(b + 0, int32_t(c0)); atomic_max_i32(b + 3, int32_t(c0));
+    atomic_min_i32(b + 1, int32_t(c1)); atomic_max_i32(b + 4, int32_t(c1));
+    atomic_min_i32(b + 2, int32_t(first)); atomic_max_i32(b + 5, int32_t(last));
+  }
+};
+
+// Per-element body for the generic rows x cols launcher: row = image, col = voxel; out = surface.
 template <typename M>
 struct SurfaceBody {
   const M* mask;
@@ -179,7 +297,10 @@ struct SurfaceBody {
   Grid g;
 
   NS_HD void operator()(int64_t b, int64_t s, int64_t i, float*) const {
-    out[i] = uint8_t(is_surface(mask + b * g.size(), s, g));
+    const int64_t c[3] = {s / (g.n[1] * g.n[2]), (s / g.n[2]) % g.n[1], s % g.n[2]};
+    const int64_t lo[3] = {0, 0, 0};
+    const MaskView<M> m{mask + b * g.size(), 1};
+    out[i] = uint8_t(surface_at(m, g, lo, g.n, c, s));
   }
 };
 

@@ -3,11 +3,40 @@ clear errors for bad input."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from noisyseg_ext.ops import _checks
-from noisyseg_ext.ops.distance_transform import check_binary
+from noisyseg_ext.ops.distance_transform import LABEL_SOURCE_DTYPES, check_binary
+
+
+def _check_pair(pred, ref, num_classes, op: str) -> None:
+    _checks.check_tensor("pred", pred, op)
+    _checks.check_tensor("ref", ref, op)
+    if pred.shape != ref.shape:
+        raise ValueError(f"{op}: pred and ref must have the same shape; got {tuple(pred.shape)} and {tuple(ref.shape)}")
+    _checks.check_same_device(op, pred=pred, ref=ref)
+    if num_classes is None:
+        if pred.dim() < 3 or pred.dim() > 5:
+            raise ValueError(f"{op}: one-hot masks must be (N, C, *spatial) with 1 to 3 spatial dims; got shape "
+                             f"{tuple(pred.shape)} (for label maps (N, *spatial) pass num_classes)")
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"{op}: num_classes must be a positive int; got {num_classes!r}")
+    if pred.dim() < 2 or pred.dim() > 4:
+        raise ValueError(f"{op}: label maps must be (N, *spatial) with 1 to 3 spatial dims; got shape "
+                         f"{tuple(pred.shape)} (for one-hot (N, C, *spatial) input, leave num_classes=None)")
+    for name, t in (("pred", pred), ("ref", ref)):
+        if t.is_floating_point() or t.is_complex():
+            raise TypeError(f"{op}: with num_classes, {name} must hold integer class indices; got {t.dtype} "
+                            "(for one-hot input leave num_classes=None)")
+        if t.numel() and t.dtype != torch.bool:
+            lo, hi = (int(v) for v in torch.aminmax(t))
+            if lo < 0 or hi >= num_classes:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"{op}: {name} holds class {bad}, outside [0, {num_classes})")
 
 
 def binary_masks(pred: Tensor, ref: Tensor, *, num_classes: int | None, include_background: bool,
@@ -18,34 +47,55 @@ def binary_masks(pred: Tensor, ref: Tensor, *, num_classes: int | None, include_
     indices in [0, num_classes); without it they are one-hot / binary masks (N, C, *spatial)
     holding only 0 and 1 (any dtype). 1 to 3 spatial dims. Class 0 is the background.
     """
-    _checks.check_tensor("pred", pred, op)
-    _checks.check_tensor("ref", ref, op)
-    if pred.shape != ref.shape:
-        raise ValueError(f"{op}: pred and ref must have the same shape; got {tuple(pred.shape)} and {tuple(ref.shape)}")
-    _checks.check_same_device(op, pred=pred, ref=ref)
+    _check_pair(pred, ref, num_classes, op)
     if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"{op}: num_classes must be a positive int; got {num_classes!r}")
-        if pred.dim() < 2 or pred.dim() > 4:
-            raise ValueError(f"{op}: label maps must be (N, *spatial) with 1 to 3 spatial dims; got shape "
-                             f"{tuple(pred.shape)} (for one-hot (N, C, *spatial) input, leave num_classes=None)")
-        for name, t in (("pred", pred), ("ref", ref)):
-            if t.is_floating_point() or t.is_complex():
-                raise TypeError(f"{op}: with num_classes, {name} must hold integer class indices; got {t.dtype} "
-                                "(for one-hot input leave num_classes=None)")
-            if t.numel() and t.dtype != torch.bool:
-                lo, hi = int(t.min()), int(t.max())
-                if lo < 0 or hi >= num_classes:
-                    bad = lo if lo < 0 else hi
-                    raise ValueError(f"{op}: {name} holds class {bad}, outside [0, {num_classes})")
         first = 0 if include_background else 1
         classes = torch.arange(first, num_classes, device=pred.device)
         classes = classes.view(1, -1, *([1] * (pred.dim() - 1)))
         return pred.unsqueeze(1) == classes, ref.unsqueeze(1) == classes
-    if pred.dim() < 3 or pred.dim() > 5:
-        raise ValueError(f"{op}: one-hot masks must be (N, C, *spatial) with 1 to 3 spatial dims; got shape "
-                         f"{tuple(pred.shape)} (for label maps (N, *spatial) pass num_classes)")
     p, g = check_binary("pred", pred, op), check_binary("ref", ref, op)
     if not include_background:
         p, g = p[:, 1:], g[:, 1:]
     return p, g
+
+
+@dataclass
+class MaskSources:
+    """Per-class masks described in place: mask b (of N * C) of the prediction is the voxels s of
+    ``pred`` with ``pred.flatten()[offsets[b] + s] == classes[b]`` (likewise for ``ref``)."""
+
+    pred: Tensor        # contiguous label maps (N, *spatial) or 0/1 planes (N, C_all, *spatial)
+    ref: Tensor
+    offsets: Tensor     # int64 (N * C,)
+    classes: Tensor     # int64 (N * C,)
+    N: int
+    C: int
+    spatial: tuple[int, ...]
+
+
+def mask_sources(pred: Tensor, ref: Tensor, *, num_classes: int | None, include_background: bool,
+                 op: str) -> MaskSources:
+    """Like :func:`binary_masks`, without building the (N, C, *spatial) masks: the kernels read
+    the label maps (or one-hot planes) directly."""
+    _check_pair(pred, ref, num_classes, op)
+    first = 0 if include_background else 1
+    if num_classes is not None:
+        N, spatial = pred.shape[0], tuple(pred.shape[1:])
+        C = num_classes - first
+        if pred.dtype not in LABEL_SOURCE_DTYPES:
+            pred, ref = pred.to(torch.int32), ref.to(torch.int32)
+        S = int(torch.tensor(spatial).prod()) if spatial else 1
+        n = torch.arange(N).repeat_interleave(C)
+        offsets = n * S
+        classes = torch.arange(first, num_classes).repeat(N)
+    else:
+        pred, ref = check_binary("pred", pred, op), check_binary("ref", ref, op)
+        N, C_all, spatial = pred.shape[0], pred.shape[1], tuple(pred.shape[2:])
+        C = max(C_all - first, 0)
+        S = int(torch.tensor(spatial).prod()) if spatial else 1
+        n = torch.arange(N).repeat_interleave(C)
+        c = torch.arange(first, C_all).repeat(N)
+        offsets = (n * C_all + c) * S
+        classes = torch.ones_like(offsets)
+    return MaskSources(pred.contiguous(), ref.contiguous(), offsets.to(pred.device), classes.to(pred.device),
+                       N, C, spatial)

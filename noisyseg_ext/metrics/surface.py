@@ -1,15 +1,16 @@
 """Surface-distance metrics per image and class: Hausdorff (HD, HD95, any percentile), ASD, ASSD
 (METHODS.md section 6), a whole batch per call without a Python loop over images.
 
-Pipeline for B = N * C (image, class) pairs of binary masks P (prediction) and G (reference):
+Pipeline for B = N * C (image, class) pairs of binary masks P (prediction) and G (reference),
+read in place from the label maps (or one-hot planes), never materialised:
 
-1. surfaces S(P), S(G): ``mask XOR erode(mask)``, 1-connectivity, outside = background
-   (the ``noisyseg::mask_surface`` kernel);
-2. one batched exact distance transform of the 2B surfaces (``noisyseg::distance_transform``),
-   restricted to each pair's bounding box of P | G (exact there: every surface voxel is inside);
-3. the directed distances: pred -> ref = EDT(S(G)) sampled at S(P) voxels (medpy's
-   ``__surface_distances(result=P, reference=G)``), ref -> pred = EDT(S(P)) at S(G) voxels;
-4. per-pair max / mean / percentile of those variable-size sets: one sort of (pair, distance)
+1. ``noisyseg::mask_boxes``: the bounding box of every P and G (empty masks found here);
+2. ``noisyseg::surface_distance_map``: per pair and direction, one job over the bounding box of
+   P | G (exact there: every surface voxel is inside): the exact distance transform of one
+   mask's surface (``mask XOR erode(mask)``, 1-connectivity, outside = background) kept at the
+   other mask's surface voxels. pred -> ref = EDT(S(G)) at S(P) voxels (medpy's
+   ``__surface_distances(result=P, reference=G)``); ref -> pred = EDT(S(P)) at S(G) voxels;
+3. per-pair max / mean / percentile of those variable-size sets: one sort of (pair, distance)
    keys and index arithmetic, so the batch needs no Python loop.
 """
 
@@ -20,70 +21,85 @@ import math
 import torch
 from torch import Tensor
 
-from noisyseg_ext.metrics._inputs import binary_masks
+from noisyseg_ext.metrics._inputs import MaskSources, mask_sources
 from noisyseg_ext.ops import _kernels, reference
-from noisyseg_ext.ops.distance_transform import mask_surface, normalize_spacing
+from noisyseg_ext.ops.distance_transform import normalize_spacing
 
 HAUSDORFF_MODES = ("max", "pooled", "directed")
 
 
 class SurfaceDistances:
-    """Directed surface distances of a batch of B mask pairs, flattened and grouped by pair.
+    """Directed surface distances of a batch of B = N * C mask pairs, flattened and grouped by pair.
 
     Attributes:
         pred_to_ref: float32 (sum of n_pred,): distances from each prediction-surface voxel to
-            the reference surface, pair 0's first, in voxel (row-major) order.
+            the reference surface, pair 0's first (within a pair in the box's row-major order).
         n_pred: int64 (B,) number of prediction-surface voxels per pair.
         pred_ids: int64 (sum of n_pred,) the pair of each entry of pred_to_ref.
         ref_to_pred, n_ref, ref_ids: the same from the reference surface to the prediction surface.
         pred_empty, ref_empty: bool (B,) whether P / G has no voxel.
+    Pairs where P or G is empty get no distances (their metrics are set by the empty-mask rules).
     """
 
-    def __init__(self, p: Tensor, g: Tensor, spacing: list[float]):
-        B = p.shape[0]
-        u = p | g
+    def __init__(self, src: MaskSources, spacing: list[float]):
+        B = src.offsets.numel()
+        dev = src.pred.device
+        if not (_kernels.use_kernel("distance_transform", dev) and B > 0):
+            self._init_reference(src, spacing)
+            return
+        which = torch.cat([torch.zeros(B, dtype=torch.int64, device=dev), torch.ones(B, dtype=torch.int64, device=dev)])
+        rows = torch.stack([which, src.offsets.repeat(2), src.classes.repeat(2)], 1)
+        box = torch.ops.noisyseg.mask_boxes(src.pred, src.ref, rows, list(src.spatial)).to(torch.int64)
+        empty = box[:, 3] < 0
+        self.pred_empty, self.ref_empty = empty[:B], empty[B:]
+        both = ~(self.pred_empty | self.ref_empty)
+        lo = torch.minimum(box[:B, :3], box[B:, :3])
+        hi = torch.maximum(box[:B, 3:], box[B:, 3:])
+        dims = torch.where(both[:, None], hi - lo + 1, 0)
+        lo = torch.where(both[:, None], lo, 0)
+        vol = dims.prod(1)
+        # job b: EDT of the reference surface read at the prediction surface (pred -> ref);
+        # job B + b: the other direction. Both over the bounding box of P | G.
+        seed_which = torch.cat([which[B:], which[:B]])
+        jobs = torch.stack([seed_which, src.offsets.repeat(2), src.classes.repeat(2),
+                            1 - seed_which, src.offsets.repeat(2), src.classes.repeat(2)], 1)
+        vol2 = vol.repeat(2)
+        end = torch.cumsum(vol2, 0)
+        jobs = torch.cat([jobs, lo.repeat(2, 1), dims.repeat(2, 1), (end - vol2)[:, None]], 1)
+        per_axis = torch.where(dims > 0, vol[:, None] // dims.clamp(min=1), 0).repeat(2, 1)  # (2B, 3) lines
+        line_start = torch.cat([torch.zeros((1, 3), dtype=torch.int64, device=dev), per_axis.cumsum(0)]).t()
+        sizes = torch.cat([end[-1:], line_start[:, -1]]).tolist()
+        total, lines = sizes[0], sizes[1:]
+        buf = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs, line_start, lines,
+                                                      list(src.spatial), spacing, total)
+        idx = (buf >= 0).nonzero().squeeze(1)
+        values = buf[idx]
+        job = torch.searchsorted(end, idx, right=True)
+        split = int(torch.searchsorted(job, B))  # jobs < B come first (the buffer is in job order)
+        self.pred_to_ref, self.pred_ids = values[:split], job[:split]
+        self.ref_to_pred, self.ref_ids = values[split:], job[split:] - B
+        self.n_pred = torch.bincount(self.pred_ids, minlength=B)
+        self.n_ref = torch.bincount(self.ref_ids, minlength=B)
+
+    def _init_reference(self, src: MaskSources, spacing: list[float]) -> None:
+        """Pure-torch route (no kernel for the device): materialised masks and surfaces, the
+        reference distance transform over whole images."""
+        B, S = src.offsets.numel(), int(math.prod(src.spatial))
+        flat_p, flat_g = src.pred.reshape(-1), src.ref.reshape(-1)
+        index = src.offsets[:, None] + torch.arange(S, device=src.pred.device)
+        p = (flat_p[index] == src.classes[:, None]).view(B, *src.spatial)
+        g = (flat_g[index] == src.classes[:, None]).view(B, *src.spatial)
         self.pred_empty = ~p.flatten(1).any(1)
         self.ref_empty = ~g.flatten(1).any(1)
-        surf = mask_surface(torch.cat([p, g]))
-        lo, hi = _bounding_boxes(u)
-        dist = _edt_in_boxes(surf, spacing, torch.cat([lo, lo]), torch.cat([hi, hi]))
-        s_pred, s_ref = surf[:B], surf[B:]
-        self.pred_to_ref = dist[B:][s_pred]
-        self.ref_to_pred = dist[:B][s_ref]
-        self.n_pred = s_pred.flatten(1).sum(1)
-        self.n_ref = s_ref.flatten(1).sum(1)
-        self.pred_ids = _group_ids(self.n_pred)
-        self.ref_ids = _group_ids(self.n_ref)
-
-
-def _bounding_boxes(u: Tensor) -> tuple[Tensor, Tensor]:
-    """Per image, the corners [lo, hi) of the bounding box of the True voxels, as int64 (B, 3)
-    in coordinates padded to 3D (leading axes of size 1 get [0, 1)); empty images get lo = hi = 0."""
-    B, D = u.shape[0], u.dim() - 1
-    lo = torch.zeros((B, 3), dtype=torch.int64, device=u.device)
-    hi = torch.ones((B, 3), dtype=torch.int64, device=u.device)
-    # Projections onto each axis: reduce the last axis once, then the small remainder.
-    last = u.flatten(1, -2).any(-1).view(B, *u.shape[1:-1]) if D > 1 else None
-    for a in range(D):
-        if a == D - 1:
-            proj = u.flatten(1, -2).any(1) if D > 1 else u
-        else:
-            dims = [d + 1 for d in range(D - 1) if d != a]
-            proj = last.any(dim=dims) if dims else last
-        n = proj.shape[1]
-        idx = torch.arange(n, device=u.device)
-        has = proj.any(1)
-        first = torch.where(proj, idx, n).amin(1)
-        end = torch.where(proj, idx + 1, 0).amax(1)
-        lo[:, 3 - D + a] = torch.where(has, first, 0)
-        hi[:, 3 - D + a] = torch.where(has, end, 0)
-    return lo, hi
-
-
-def _edt_in_boxes(seeds: Tensor, spacing: list[float], lo: Tensor, hi: Tensor) -> Tensor:
-    if not _kernels.use_kernel("distance_transform", seeds.device):
-        return reference.distance_transform(seeds, spacing)
-    return torch.ops.noisyseg.distance_transform(seeds.contiguous(), spacing, lo, hi)
+        both = ~(self.pred_empty | self.ref_empty)
+        s_pred, s_ref = reference.mask_surface(p), reference.mask_surface(g)
+        d_to_pred = reference.distance_transform(s_pred, spacing)
+        d_to_ref = reference.distance_transform(s_ref, spacing)
+        keep = both.view(B, *([1] * len(src.spatial)))
+        q_pred, q_ref = s_pred & keep, s_ref & keep
+        self.pred_to_ref, self.ref_to_pred = d_to_ref[q_pred], d_to_pred[q_ref]
+        self.n_pred, self.n_ref = q_pred.flatten(1).sum(1), q_ref.flatten(1).sum(1)
+        self.pred_ids, self.ref_ids = _group_ids(self.n_pred), _group_ids(self.n_ref)
 
 
 def _group_ids(counts: Tensor) -> Tensor:
@@ -150,12 +166,10 @@ def _penalty(empty_penalty, spatial: tuple[int, ...], h: list[float], op: str) -
 
 
 def _prepare(pred, ref, num_classes, include_background, spacing, empty_penalty, op):
-    p, g = binary_masks(pred, ref, num_classes=num_classes, include_background=include_background, op=op)
-    N, C, *spatial = p.shape
-    h = normalize_spacing(spacing, len(spatial), op)
-    penalty = _penalty(empty_penalty, tuple(spatial), h, op)
-    sd = SurfaceDistances(p.reshape(N * C, *spatial), g.reshape(N * C, *spatial), h)
-    return sd, (N, C), penalty
+    src = mask_sources(pred, ref, num_classes=num_classes, include_background=include_background, op=op)
+    h = normalize_spacing(spacing, len(src.spatial), op)
+    penalty = _penalty(empty_penalty, src.spatial, h, op)
+    return SurfaceDistances(src, h), (src.N, src.C), penalty
 
 
 def hausdorff(pred: Tensor, ref: Tensor, *, percentile: float | None = None, mode: str = "max",

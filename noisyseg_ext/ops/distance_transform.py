@@ -1,10 +1,13 @@
 """Exact Euclidean distance transform of binary masks, and the masks' 1-connectivity surface.
 
-Two custom ops over the kernels in csrc/distance_transform/ (math in distance_transform_math.h):
+Custom ops over the kernels in csrc/distance_transform/ (math in distance_transform_math.h):
 
-* ``noisyseg::distance_transform``  separable lower-envelope EDT (Felzenszwalb & Huttenlocher),
-  one pass per axis, anisotropic spacing, optionally restricted to a per-image box;
-* ``noisyseg::mask_surface``        ``mask XOR erode(mask)`` with the 1-connectivity cross.
+* ``noisyseg::distance_transform``    separable lower-envelope EDT (Felzenszwalb & Huttenlocher),
+  one pass per axis, anisotropic spacing;
+* ``noisyseg::mask_surface``          ``mask XOR erode(mask)`` with the 1-connectivity cross;
+* ``noisyseg::mask_boxes``            bounding boxes of per-class masks read from label maps;
+* ``noisyseg::surface_distance_map``  the metrics' fused step: EDT of one mask's surface inside a
+  box, kept at the other mask's surface voxels (see noisyseg_ext/metrics/surface.py).
 
 No gradients: the outputs are piecewise constant in the masks.
 """
@@ -65,44 +68,118 @@ def _grid(shape: Sequence[int]) -> tuple[int, list[int]]:
 
 
 # ----------------------------------------------------------------------------------------------
-# distance transform
+# kernels: a list of distance-transform jobs over boxes, and per-mask bounding boxes
 
-@torch.library.custom_op("noisyseg::distance_transform", mutates_args=())
-def _edt(mask: Tensor, spacing: list[float], box_lo: Optional[Tensor], box_hi: Optional[Tensor]) -> Tensor:
-    """mask (B, *spatial) bool, 1 to 3 spatial dims; spacing one float per spatial dim;
-    box_lo / box_hi None or int64 (B, 3) corners [lo, hi) in coordinates padded to 3D (leading
-    axes of size 1 get [0, 1)). Returns float32 (B, *spatial); outside the box: +inf."""
-    mask = mask.contiguous()
-    D, n = _grid(mask.shape[1:])
-    if box_lo is None:
-        out = torch.empty(mask.shape, dtype=torch.float32, device=mask.device)
-    else:
-        out = torch.full(mask.shape, float("inf"), dtype=torch.float32, device=mask.device)
-        box_lo, box_hi = box_lo.contiguous(), box_hi.contiguous()
-    if out.numel() == 0:
+# Columns of the job table (enum JobCol in csrc/distance_transform/distance_transform_math.h).
+JOB_COLS = ("seed_which", "seed_offset", "seed_class", "query_which", "query_offset", "query_class",
+            "lo0", "lo1", "lo2", "dim0", "dim1", "dim2", "out")
+LABEL_SOURCE_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
+
+
+def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Tensor], lines: Sequence[int],
+              spatial: Sequence[int], spacing: Sequence[float], surface: bool, with_query: bool,
+              total: int) -> Tensor:
+    """Launches the job list (see distance_transform_math.h); returns the packed float32 output."""
+    out = torch.empty(total, dtype=torch.float32, device=src0.device)
+    if total == 0 or jobs.shape[0] == 0:
         return out
+    D, n = _grid(spatial)
+    qflags = torch.empty(total, dtype=torch.uint8, device=src0.device) if with_query else None
     a = _C.EdtArgs()
-    a.mask, a.out = _kernels.ptr(mask), _kernels.ptr(out)
-    a.box_lo, a.box_hi = _kernels.ptr(box_lo), _kernels.ptr(box_hi)
-    a.B, a.D = mask.shape[0], D
+    a.src0, a.src1 = _kernels.ptr(src0), _kernels.ptr(src1)
+    a.label_dtype = _kernels.DTYPE_CODES[src0.dtype]
+    a.jobs, a.line_start = _kernels.ptr(jobs), _kernels.ptr(line_start)
+    a.J = jobs.shape[0]
+    a.lines0, a.lines1, a.lines2 = (int(x) for x in lines)
+    a.D = D
     a.n0, a.n1, a.n2 = n
-    a.h0, a.h1, a.h2 = [1.0] * (3 - D) + [float(s) for s in spacing]
+    a.h0, a.h1, a.h2 = [1.0] * (3 - D) + [float(x) for x in spacing]
+    a.surface = surface
+    a.out, a.qflags = _kernels.ptr(out), _kernels.ptr(qflags)
     scratch = ()
-    if mask.device.type == "cuda" and D > 1:  # per-line envelope scratch, interleaved by line
-        numel = mask.numel()
-        scratch = (torch.empty(numel, dtype=torch.int32, device=mask.device),
-                   torch.empty(numel, dtype=torch.float32, device=mask.device),
-                   torch.empty(numel, dtype=torch.float64, device=mask.device))
-        a.scratch_v, a.scratch_f, a.scratch_z = (_kernels.ptr(s) for s in scratch)
-    _C.distance_transform(a, *_kernels.device_args(mask))
-    del scratch  # kept alive until the launch is queued; the caching allocator orders reuse on the stream
+    if src0.device.type == "cuda" and D > 1:  # envelope scratch at each line's own slots
+        scratch = (torch.empty(total, dtype=torch.int32, device=out.device),
+                   torch.empty(total, dtype=torch.float32, device=out.device),
+                   torch.empty(total, dtype=torch.float64, device=out.device))
+        a.scratch_v, a.scratch_f, a.scratch_z = (_kernels.ptr(t) for t in scratch)
+    _C.distance_transform(a, *_kernels.device_args(out))
+    # scratch and qflags are freed after the launch is queued: the caching allocator reuses
+    # their memory only for work queued later on the same stream.
+    del scratch, qflags
     return out
 
 
+@torch.library.custom_op("noisyseg::distance_transform", mutates_args=())
+def _edt(mask: Tensor, spacing: list[float]) -> Tensor:
+    """mask (B, *spatial) bool, 1 to 3 spatial dims; spacing one float per spatial dim.
+    Returns float32 (B, *spatial)."""
+    mask = mask.contiguous()
+    B, spatial = mask.shape[0], list(mask.shape[1:])
+    S = math.prod(spatial)
+    if B == 0 or S == 0:
+        return torch.empty(mask.shape, dtype=torch.float32, device=mask.device)
+    _, n = _grid(spatial)
+    jobs = torch.zeros((B, len(JOB_COLS)), dtype=torch.int64)
+    jobs[:, 1] = torch.arange(B) * S          # seed_offset: image b's plane
+    jobs[:, 2] = 1                            # seed_class: True
+    jobs[:, 9:12] = torch.tensor(n)           # dims: the whole image
+    jobs[:, 12] = torch.arange(B) * S         # out: the dense (B, *spatial) layout
+    lines = [B * S // n[a] for a in range(3)]
+    out = _run_jobs(mask, mask, jobs.to(mask.device), None, lines, spatial, spacing, False, False, B * S)
+    return out.view(mask.shape)
+
+
 @_edt.register_fake
-def _edt_fake(mask, spacing, box_lo, box_hi):
+def _edt_fake(mask, spacing):
     return mask.new_empty(mask.shape, dtype=torch.float32)
 
+
+@torch.library.custom_op("noisyseg::surface_distance_map", mutates_args=())
+def _surface_distance_map(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Tensor, lines: list[int],
+                          spatial: list[int], spacing: list[float], total: int) -> Tensor:
+    """Metrics' jobs: distance transform of the seed mask's surface in each job's box, kept at the
+    query mask's surface voxels. src0 / src1: label maps or 0/1 planes (bool / uint8 / int32 /
+    int64), indexed by the jobs; jobs int64 (J, 13); line_start int64 (3, J + 1); lines: the three
+    totals. Returns float32 (total,): the distance at query surface voxels, -1 elsewhere."""
+    return _run_jobs(src0.contiguous(), src1.contiguous(), jobs.contiguous(), line_start.contiguous(), lines,
+                     spatial, spacing, True, True, total)
+
+
+@_surface_distance_map.register_fake
+def _surface_distance_map_fake(src0, src1, jobs, line_start, lines, spatial, spacing, total):
+    return src0.new_empty((total,), dtype=torch.float32)
+
+
+@torch.library.custom_op("noisyseg::mask_boxes", mutates_args=())
+def _mask_boxes(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int]) -> Tensor:
+    """Bounding boxes of R masks read in place: rows int64 (R, 3) = (source 0/1, offset of the
+    image plane, class). Returns int32 (R, 6): (lo0, lo1, lo2, hi0, hi1, hi2) inclusive, in
+    coordinates padded to 3D; an empty mask gives (INT32_MAX x 3, -1 x 3)."""
+    R = rows.shape[0]
+    box = torch.empty((R, 6), dtype=torch.int32, device=src0.device)
+    box[:, :3] = torch.iinfo(torch.int32).max
+    box[:, 3:] = -1
+    D, n = _grid(spatial)
+    if R == 0 or math.prod(n) == 0:
+        return box
+    src0, src1, rows = src0.contiguous(), src1.contiguous(), rows.contiguous()
+    a = _C.BoxArgs()
+    a.src0, a.src1 = _kernels.ptr(src0), _kernels.ptr(src1)
+    a.label_dtype = _kernels.DTYPE_CODES[src0.dtype]
+    a.rows, a.box = _kernels.ptr(rows), _kernels.ptr(box)
+    a.R, a.D = R, D
+    a.n0, a.n1, a.n2 = n
+    _C.mask_boxes(a, *_kernels.device_args(box))
+    return box
+
+
+@_mask_boxes.register_fake
+def _mask_boxes_fake(src0, src1, rows, spatial):
+    return src0.new_empty((rows.shape[0], 6), dtype=torch.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# distance transform
 
 def _validate_mask(mask, op: str) -> Tensor:
     _checks.check_tensor("mask", mask, op)
@@ -138,7 +215,7 @@ def distance_transform(mask: Tensor, *, spacing=None) -> Tensor:
     h = normalize_spacing(spacing, mask.dim() - 1, op)
     if not _kernels.use_kernel(op, mask.device):
         return reference.distance_transform(mask, h)
-    return torch.ops.noisyseg.distance_transform(mask.contiguous(), h, None, None)
+    return torch.ops.noisyseg.distance_transform(mask.contiguous(), h)
 
 
 # ----------------------------------------------------------------------------------------------
