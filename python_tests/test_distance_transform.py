@@ -125,29 +125,39 @@ def test_bad_input():
         noisyseg_ext.distance_transform(np.zeros((2, 4, 5), bool))
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64])
 def test_mask_boxes_match_numpy(dtype, device):
     gen = torch.Generator().manual_seed(5)
     labels = torch.zeros(2, 9, 12, 14, dtype=torch.int64)
     labels[0, 2:5, 3:9, 1:4] = 1
     labels[0, 7, 11, 13] = 1
-    labels[1, 4, 5:7, 6] = 1
+    labels[1, 4, 5:7, 6] = 2
     labels[1] = torch.where(random_mask((9, 12, 14), 0.01, gen), 1, labels[1])
-    src = labels.to(dtype).to(device)
+    pred, ref = labels.to(dtype).to(device), labels.flip(1).to(dtype).to(device)
     S = 9 * 12 * 14
-    rows = torch.tensor([[0, 0, 1], [1, S, 1], [0, S, 0], [1, 0, 2]], device=device)  # class 2: empty
-    box = torch.ops.noisyseg.mask_boxes(src, src, rows, [9, 12, 14]).cpu()
-    for r, (which, offset, cls) in enumerate(rows.tolist()):
-        m = (labels.reshape(-1)[offset:offset + S] == cls).view(9, 12, 14).numpy()
-        if not m.any():
-            assert box[r, 3:].tolist() == [-1, -1, -1] and (box[r, :3] == torch.iinfo(torch.int32).max).all()
-            continue
-        where = np.argwhere(m)
-        assert box[r].tolist() == where.min(0).tolist() + where.max(0).tolist()
-    # 2D and 1D images: padded leading axes span [0, 0]
+    # (source, plane offset, first class, classes, first box): classes 1..3 of both images of both
+    # sources; class 3 is empty everywhere
+    rows = torch.tensor([[w, n * S, 1, 3, (2 * w + n) * 3] for w in (0, 1) for n in (0, 1)], device=device)
+    box, flag = torch.ops.noisyseg.mask_boxes(pred, ref, rows, [9, 12, 14], 12, 4)
+    assert flag.tolist()[0] == 0
+    box = box.cpu()
+    for w, src in enumerate((labels, labels.flip(1))):
+        for n in range(2):
+            for k, cls in enumerate((1, 2, 3)):
+                b = box[(2 * w + n) * 3 + k]
+                m = (src[n] == cls).numpy()
+                if not m.any():
+                    assert b[3:].tolist() == [-1, -1, -1] and (b[:3] == torch.iinfo(torch.int32).max).all()
+                    continue
+                where = np.argwhere(m)
+                assert b.tolist() == where.min(0).tolist() + where.max(0).tolist()
+    # a value outside [0, num_values) is flagged
+    _, flag = torch.ops.noisyseg.mask_boxes(pred, ref, rows, [9, 12, 14], 12, 2)
+    assert flag.tolist() == [1, 2]
+    # 1D images: the padded leading axes span [0, 0]
     flat = torch.tensor([[0, 1, 1, 0, 1, 0]], dtype=dtype, device=device)
-    b1 = torch.ops.noisyseg.mask_boxes(flat, flat, torch.tensor([[0, 0, 1]], device=device), [6]).cpu()
-    assert b1.tolist() == [[0, 0, 1, 0, 0, 4]]
+    one = torch.tensor([[0, 0, 1, 1, 0]], device=device)
+    assert torch.ops.noisyseg.mask_boxes(flat, flat, one, [6], 1, 2)[0].tolist() == [[0, 0, 1, 0, 0, 4]]
 
 
 @pytest.mark.parametrize("shape", [(3, 30), (2, 13, 17), (2, 6, 7, 9), (1, 1, 4, 5), (2, 5, 1)])
@@ -168,8 +178,8 @@ def test_opcheck():
     mask = random_mask((2, 9, 10), 0.2, gen)
     torch.library.opcheck(torch.ops.noisyseg.distance_transform.default, (mask, [1.0, 2.0]))
     torch.library.opcheck(torch.ops.noisyseg.mask_surface.default, (mask,))
-    rows = torch.tensor([[0, 0, 1], [1, 90, 1]])
-    torch.library.opcheck(torch.ops.noisyseg.mask_boxes.default, (mask, mask, rows, [9, 10]))
+    rows = torch.tensor([[0, 0, 1, 1, 0], [1, 90, 1, 1, 1]])
+    torch.library.opcheck(torch.ops.noisyseg.mask_boxes.default, (mask, mask, rows, [9, 10], 2, 2))
 
 
 def test_torch_compile_fullgraph():

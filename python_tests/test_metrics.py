@@ -319,3 +319,60 @@ def test_cumulative_metric():
     assert torch.equal(custom.get_buffer(), M.iou(pred, ref, num_classes=3))
     with pytest.raises(ValueError, match="unknown metric"):
         M.CumulativeMetric("hd99")
+
+
+def _sorted_groups(values, ids, B):
+    return [sorted(values[ids == b].tolist()) for b in range(B)]
+
+
+@pytest.mark.parametrize("shape,spacing", [((30,), (0.5,)), ((18, 21), (1.5, 0.7)), ((9, 12, 11), (1.0, 2.0, 0.5))])
+def test_fused_surface_distances_match_reference_route(shape, spacing, device):
+    from noisyseg_ext.metrics._inputs import mask_sources
+    from noisyseg_ext.metrics.surface import SurfaceDistances
+
+    pred, ref = pair(3, shape, 4, seed=12)
+    pred[0][pred[0] == 3] = 0  # an empty prediction mask
+    src = mask_sources(pred.to(device), ref.to(device), num_classes=4, include_background=True, op="test")
+    fused = SurfaceDistances(src, list(spacing))
+    slow = SurfaceDistances.__new__(SurfaceDistances)
+    slow._init_reference(src, list(spacing))
+    B = 12
+    for name in ("pred_empty", "ref_empty", "n_pred", "n_ref"):
+        assert torch.equal(getattr(fused, name).cpu(), getattr(slow, name).cpu()), name
+    for values, ids in (("pred_to_ref", "pred_ids"), ("ref_to_pred", "ref_ids")):
+        a = _sorted_groups(getattr(fused, values).cpu(), getattr(fused, ids).cpu(), B)
+        b = _sorted_groups(getattr(slow, values).cpu(), getattr(slow, ids).cpu(), B)
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=4e-7)
+
+
+def test_many_classes_and_other_label_dtypes():
+    # more classes than one box scan handles (32), int16 labels (converted), matches one-hot input
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randint(0, 40, (2, 6, 7, 8), generator=gen)
+    pred = torch.where(torch.rand(ref.shape, generator=gen) < 0.2, torch.randint(0, 40, ref.shape, generator=gen), ref)
+    a = M.hausdorff(pred.to(torch.int16), ref.to(torch.int16), num_classes=40, percentile=95)
+    b = M.hausdorff(one_hot(pred, 40).bool(), one_hot(ref, 40).bool(), percentile=95)
+    assert a.shape == (2, 39) and torch.equal(a.nan_to_num(-1.0), b.nan_to_num(-1.0))
+    binary = pytest.importorskip("medpy.metric.binary")
+    for c in (1, 33, 39):
+        P, G = pred[1].numpy() == c, ref[1].numpy() == c
+        d1, d2 = directed_distances(P, G, None), directed_distances(G, P, None)
+        assert a[1, c - 1].item() == pytest.approx(max(np.percentile(d1, 95), np.percentile(d2, 95)), rel=1e-6)
+        assert M.hausdorff(pred, ref, num_classes=40, percentile=95, mode="pooled")[1, c - 1].item() == \
+            pytest.approx(binary.hd95(P, G), rel=1e-6)
+
+
+def test_surface_distance_map_opcheck():
+    from noisyseg_ext.metrics._inputs import mask_sources
+
+    pred, ref = pair(2, (10, 11), 3, seed=2)
+    src = mask_sources(pred, ref, num_classes=3, include_background=False, op="test")
+    torch.library.opcheck(torch.ops.noisyseg.mask_boxes.default,
+                          (src.pred, src.ref, src.box_rows, list(src.spatial), 8, 3))
+    S = 110
+    jobs = torch.tensor([[1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 10, 11, 0],
+                         [0, S, 2, 1, S, 2, 0, 2, 1, 1, 6, 9, 110]])
+    line_start = torch.tensor([[0, 110, 164], [0, 11, 20], [0, 10, 16]])
+    torch.library.opcheck(torch.ops.noisyseg.surface_distance_map.default,
+                          (src.pred, src.ref, jobs, line_start, [164, 20, 16], [10, 11], [1.0, 0.5], 164))

@@ -24,8 +24,10 @@ struct EdtArgs {
 struct BoxArgs {
   uintptr_t src0 = 0, src1 = 0;
   int label_dtype = 4;
-  uintptr_t rows = 0;  // int64 (R, 3): source 0/1, offset of the image plane, class
-  uintptr_t box = 0;   // int32 (R, 6), initialised to (INT32_MAX x 3, -1 x 3)
+  uintptr_t rows = 0;  // int64 (R, 5): source 0/1, plane offset, first class, classes (<= 32), first box
+  uintptr_t box = 0;   // int32 (boxes, 6), initialised to (INT32_MAX x 3, -1 x 3)
+  uintptr_t flag = 0;  // int64[2]: a value outside [0, num_values) seen in a plane
+  int64_t num_values = 2;
   int64_t R = 0, D = 1, n0 = 1, n1 = 1, n2 = 1;
 };
 

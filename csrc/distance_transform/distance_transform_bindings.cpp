@@ -29,6 +29,7 @@ NOISYSEG_REGISTER_BINDINGS(distance_transform) {
       .def_readwrite("src0", &BoxArgs::src0).def_readwrite("src1", &BoxArgs::src1)
       .def_readwrite("label_dtype", &BoxArgs::label_dtype)
       .def_readwrite("rows", &BoxArgs::rows).def_readwrite("box", &BoxArgs::box)
+      .def_readwrite("flag", &BoxArgs::flag).def_readwrite("num_values", &BoxArgs::num_values)
       .def_readwrite("R", &BoxArgs::R).def_readwrite("D", &BoxArgs::D)
       .def_readwrite("n0", &BoxArgs::n0).def_readwrite("n1", &BoxArgs::n1).def_readwrite("n2", &BoxArgs::n2);
   py::class_<SurfaceArgs>(m, "SurfaceArgs", "Pointers (as integers) and sizes for the mask surface kernel.")

@@ -56,7 +56,7 @@ void mask_boxes_run(const BoxArgs& a, const Launch& launch) {
   dispatch_label(a.label_dtype, "mask_boxes", [&](auto tl) {
     using L = typename decltype(tl)::type;
     edt::BoxScan<L> body{{as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)}, as_ptr<const int64_t>(a.rows),
-                         as_ptr<int32_t>(a.box), g};
+                         as_ptr<int32_t>(a.box), as_ptr<int64_t>(a.flag), a.num_values, g};
     launch.lines(edt::LineMap{nullptr, a.R, per_row, a.R * per_row}, int64_t(0), body);
   });
 }

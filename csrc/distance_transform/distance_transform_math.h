@@ -16,8 +16,9 @@
 //   along axis a < 2: f'(q) = min_p f(p) + ((q - p) h_a)^2, the lower envelope of parabolas;
 //   the last pass takes the square root. +inf = no seed reachable (a job without seeds is +inf).
 // Passes run in place: the envelope pass keeps what it needs (the parabolas' vertices) in scratch.
-// With a query mask (metrics), the last pass writes the distance only at the query mask's surface
-// voxels and -1 elsewhere, and the first pass records those voxels in a uint8 buffer.
+// With a query mask (metrics), the first pass records the query mask's surface voxels in a uint8
+// buffer, and the last pass computes and writes the distances only at those voxels (lines without
+// one are skipped); the other slots of the output are left unspecified.
 #pragma once
 
 #include "../common/atomics.h"
@@ -114,7 +115,8 @@ struct SeedOnLine {
 
 // First pass (along the contiguous axis): squared distance (h = spacing) from each of the n
 // elements of a line to the nearest seed on the same line, +inf when the line has none; the
-// distance itself when take_root (1D images). keep (or null): write -1 where keep[q] == 0.
+// distance itself when take_root (1D images). keep (or null): the final values matter only where
+// keep[q] != 0 (elsewhere the buffer keeps the forward sweep's step counts).
 template <typename Seed>
 NS_HD void seed_line(const Seed& seed, float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
   const float inf = ns_inf<float>();
@@ -133,7 +135,7 @@ NS_HD void seed_line(const Seed& seed, float* out, int64_t n, double h, bool tak
       const double d = double(steps) * h;
       value = float(take_root ? d : d * d);
     }
-    out[q] = (keep && !keep[q]) ? -1.0f : value;
+    if (!keep || keep[q]) out[q] = value;
   }
 }
 
@@ -148,9 +150,15 @@ struct Scratch {
 
 // Later passes: 1D squared distance transform of a sampled function, in place on the n values
 // data[q * stride] (+inf = no seed): data[q] = min_p f(p) + ((q - p) h)^2, the root when take_root.
-// keep (or null, slots `stride` apart like data): write -1 where keep[q] == 0.
+// keep (or null, slots `stride` apart like data): write only where keep[q] != 0, and skip a line
+// without such a slot (the metrics need the distances at the query voxels only).
 NS_HD void envelope_line(float* data, int64_t n, int64_t stride, double h, bool take_root, const uint8_t* keep,
                          const Scratch& s) {
+  if (keep) {
+    bool any = false;
+    for (int64_t q = 0; q < n && !any; ++q) any = keep[q * stride] != 0;
+    if (!any) return;
+  }
   const double h2 = h * h;
   const int64_t ws = s.ws;
   int64_t k = -1;  // index of the last parabola of the envelope
@@ -173,14 +181,15 @@ NS_HD void envelope_line(float* data, int64_t n, int64_t stride, double h, bool 
   const int64_t count = k + 1;
   k = 0;
   for (int64_t q = 0; q < n; ++q) {
+    while (k + 1 < count && s.z[(k + 1) * ws] < double(q)) ++k;
+    if (keep && !keep[q * stride]) continue;
     float value = ns_inf<float>();
     if (count > 0) {
-      while (k + 1 < count && s.z[(k + 1) * ws] < double(q)) ++k;
       const double dq = (double(q) - double(s.v[k * ws])) * h;
       const double val = dq * dq + double(s.fv[k * ws]);
       value = float(take_root ? sqrt(val) : val);
     }
-    data[q * stride] = (keep && !keep[q * stride]) ? -1.0f : value;
+    data[q * stride] = value;
   }
 }
 
@@ -263,29 +272,47 @@ struct LineMap {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Bounding boxes: for row r (a mask: columns which, offset, cls), line l along axis 2 of the
-// image: the first and last set voxel, merged into box[r] = (lo0, lo1, lo2, hi0, hi1, hi2)
-// (inclusive, initialised to INT32_MAX / -1) with atomic min / max.
+// Bounding boxes of several classes of one image plane in one scan. Row r of the table is
+// (source 0/1, offset of the plane, first class, number of classes <= kBoxClasses, first box):
+// line l along axis 2 merges, for each class k present on it, (c0, c1, first x) and (c0, c1, last x)
+// into box[first box + k] = (lo0, lo1, lo2, hi0, hi1, hi2) (inclusive, initialised to INT32_MAX /
+// -1) with atomic min / max. A value outside [0, num_values) is recorded in flag.
+constexpr int kBoxClasses = 32;
+constexpr int kBoxRowCols = 5;
+
 template <typename L>
 struct BoxScan {
   const L* src[2];
-  const int64_t* rows;  // (R, 3)
-  int32_t* box;         // (R, 6)
+  const int64_t* rows;  // (R, kBoxRowCols)
+  int32_t* box;         // (boxes, 6)
+  int64_t* flag;        // int64[2]
+  int64_t num_values;
   Grid g;
 
   NS_HD void operator()(int64_t r, int64_t l, const Scratch&) const {
-    const int64_t* row = rows + 3 * r;
-    const MaskView<L> m{src[row[0]] + row[1], row[2]};
+    const int64_t* row = rows + kBoxRowCols * r;
     const int64_t c0 = l / g.n[1], c1 = l - c0 * g.n[1];
-    const int64_t base = c0 * g.stride(0) + c1 * g.stride(1);
-    int64_t first = -1, last = -1;
-    for (int64_t x = 0; x < g.n[2]; ++x)
-      if (m[base + x]) { if (first < 0) first = x; last = x; }
-    if (first < 0) return;
-    int32_t* b = box + 6 * r;
-    atomic_min_i32(b + 0, int32_t(c0)); atomic_max_i32(b + 3, int32_t(c0));
-    atomic_min_i32(b + 1, int32_t(c1)); atomic_max_i32(b + 4, int32_t(c1));
-    atomic_min_i32(b + 2, int32_t(first)); atomic_max_i32(b + 5, int32_t(last));
+    const L* p = src[row[0]] + row[1] + c0 * g.stride(0) + c1 * g.stride(1);
+    const int64_t first_class = row[2];
+    const int n_cls = int(row[3] < kBoxClasses ? row[3] : kBoxClasses);
+    int32_t first[kBoxClasses], last[kBoxClasses];
+    for (int k = 0; k < n_cls; ++k) first[k] = last[k] = -1;
+    for (int64_t x = 0; x < g.n[2]; ++x) {
+      const int64_t v = int64_t(p[x]);
+      if (v < 0 || v >= num_values) { record_bad_value(flag, v); continue; }
+      const int64_t k = v - first_class;
+      if (k >= 0 && k < n_cls) {
+        if (first[k] < 0) first[k] = int32_t(x);
+        last[k] = int32_t(x);
+      }
+    }
+    for (int k = 0; k < n_cls; ++k) {
+      if (first[k] < 0) continue;
+      int32_t* b = box + 6 * (row[4] + k);
+      atomic_min_i32(b + 0, int32_t(c0)); atomic_max_i32(b + 3, int32_t(c0));
+      atomic_min_i32(b + 1, int32_t(c1)); atomic_max_i32(b + 4, int32_t(c1));
+      atomic_min_i32(b + 2, first[k]); atomic_max_i32(b + 5, last[k]);
+    }
   }
 };
 

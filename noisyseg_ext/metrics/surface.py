@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from noisyseg_ext.metrics._inputs import MaskSources, mask_sources
+from noisyseg_ext.metrics._inputs import MaskSources, check_label_range, mask_sources
 from noisyseg_ext.ops import _kernels, reference
 from noisyseg_ext.ops.distance_transform import normalize_spacing
 
@@ -47,9 +47,14 @@ class SurfaceDistances:
         if not (_kernels.use_kernel("distance_transform", dev) and B > 0):
             self._init_reference(src, spacing)
             return
+        box, flag = torch.ops.noisyseg.mask_boxes(src.pred, src.ref, src.box_rows, list(src.spatial), 2 * B,
+                                                  src.num_values)
+        bad = _kernels.flagged_value(flag)
+        if bad is not None:
+            raise ValueError(f"{src.op}: pred or ref holds {'class ' if src.label_maps else 'value '}{bad}, "
+                             f"outside [0, {src.num_values})")
+        box = box.to(torch.int64)
         which = torch.cat([torch.zeros(B, dtype=torch.int64, device=dev), torch.ones(B, dtype=torch.int64, device=dev)])
-        rows = torch.stack([which, src.offsets.repeat(2), src.classes.repeat(2)], 1)
-        box = torch.ops.noisyseg.mask_boxes(src.pred, src.ref, rows, list(src.spatial)).to(torch.int64)
         empty = box[:, 3] < 0
         self.pred_empty, self.ref_empty = empty[:B], empty[B:]
         both = ~(self.pred_empty | self.ref_empty)
@@ -70,9 +75,9 @@ class SurfaceDistances:
         line_start = torch.cat([torch.zeros((1, 3), dtype=torch.int64, device=dev), per_axis.cumsum(0)]).t()
         sizes = torch.cat([end[-1:], line_start[:, -1]]).tolist()
         total, lines = sizes[0], sizes[1:]
-        buf = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs, line_start, lines,
-                                                      list(src.spatial), spacing, total)
-        idx = (buf >= 0).nonzero().squeeze(1)
+        buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs, line_start, lines,
+                                                              list(src.spatial), spacing, total)
+        idx = qflags.nonzero().squeeze(1)
         values = buf[idx]
         job = torch.searchsorted(end, idx, right=True)
         split = int(torch.searchsorted(job, B))  # jobs < B come first (the buffer is in job order)
@@ -84,6 +89,9 @@ class SurfaceDistances:
     def _init_reference(self, src: MaskSources, spacing: list[float]) -> None:
         """Pure-torch route (no kernel for the device): materialised masks and surfaces, the
         reference distance transform over whole images."""
+        if src.label_maps:
+            check_label_range(src.pred, "pred", src.num_values, src.op)
+            check_label_range(src.ref, "ref", src.num_values, src.op)
         B, S = src.offsets.numel(), int(math.prod(src.spatial))
         flat_p, flat_g = src.pred.reshape(-1), src.ref.reshape(-1)
         index = src.offsets[:, None] + torch.arange(S, device=src.pred.device)

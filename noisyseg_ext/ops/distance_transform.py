@@ -76,15 +76,19 @@ JOB_COLS = ("seed_which", "seed_offset", "seed_class", "query_which", "query_off
 LABEL_SOURCE_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
 
 
+BOX_CLASSES = 32  # classes one mask_boxes row scans at once (kBoxClasses)
+
+
 def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Tensor], lines: Sequence[int],
               spatial: Sequence[int], spacing: Sequence[float], surface: bool, with_query: bool,
-              total: int) -> Tensor:
-    """Launches the job list (see distance_transform_math.h); returns the packed float32 output."""
+              total: int) -> tuple[Tensor, Optional[Tensor]]:
+    """Launches the job list (see distance_transform_math.h); returns the packed float32 output
+    and, with a query mask, the uint8 query flags (1 = a query surface voxel)."""
     out = torch.empty(total, dtype=torch.float32, device=src0.device)
+    qflags = torch.zeros(total, dtype=torch.uint8, device=src0.device) if with_query else None
     if total == 0 or jobs.shape[0] == 0:
-        return out
+        return out, qflags
     D, n = _grid(spatial)
-    qflags = torch.empty(total, dtype=torch.uint8, device=src0.device) if with_query else None
     a = _C.EdtArgs()
     a.src0, a.src1 = _kernels.ptr(src0), _kernels.ptr(src1)
     a.label_dtype = _kernels.DTYPE_CODES[src0.dtype]
@@ -103,10 +107,10 @@ def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Ten
                    torch.empty(total, dtype=torch.float64, device=out.device))
         a.scratch_v, a.scratch_f, a.scratch_z = (_kernels.ptr(t) for t in scratch)
     _C.distance_transform(a, *_kernels.device_args(out))
-    # scratch and qflags are freed after the launch is queued: the caching allocator reuses
-    # their memory only for work queued later on the same stream.
-    del scratch, qflags
-    return out
+    # the scratch is freed after the launch is queued: the caching allocator reuses its memory
+    # only for work queued later on the same stream.
+    del scratch
+    return out, qflags
 
 
 @torch.library.custom_op("noisyseg::distance_transform", mutates_args=())
@@ -125,7 +129,7 @@ def _edt(mask: Tensor, spacing: list[float]) -> Tensor:
     jobs[:, 9:12] = torch.tensor(n)           # dims: the whole image
     jobs[:, 12] = torch.arange(B) * S         # out: the dense (B, *spatial) layout
     lines = [B * S // n[a] for a in range(3)]
-    out = _run_jobs(mask, mask, jobs.to(mask.device), None, lines, spatial, spacing, False, False, B * S)
+    out, _ = _run_jobs(mask, mask, jobs.to(mask.device), None, lines, spatial, spacing, False, False, B * S)
     return out.view(mask.shape)
 
 
@@ -136,46 +140,79 @@ def _edt_fake(mask, spacing):
 
 @torch.library.custom_op("noisyseg::surface_distance_map", mutates_args=())
 def _surface_distance_map(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Tensor, lines: list[int],
-                          spatial: list[int], spacing: list[float], total: int) -> Tensor:
-    """Metrics' jobs: distance transform of the seed mask's surface in each job's box, kept at the
+                          spatial: list[int], spacing: list[float], total: int) -> tuple[Tensor, Tensor]:
+    """Metrics' jobs: distance transform of the seed mask's surface in each job's box, read at the
     query mask's surface voxels. src0 / src1: label maps or 0/1 planes (bool / uint8 / int32 /
     int64), indexed by the jobs; jobs int64 (J, 13); line_start int64 (3, J + 1); lines: the three
-    totals. Returns float32 (total,): the distance at query surface voxels, -1 elsewhere."""
+    totals. Returns (float32 (total,) distances, valid where the uint8 (total,) query flags are 1)."""
+    if src0.shape != src1.shape:
+        raise ValueError(f"surface_distance_map: src0 {tuple(src0.shape)} and src1 {tuple(src1.shape)} differ")
+    _check_jobs(jobs, line_start, lines, spatial, total, src0.numel(), "surface_distance_map")
     return _run_jobs(src0.contiguous(), src1.contiguous(), jobs.contiguous(), line_start.contiguous(), lines,
                      spatial, spacing, True, True, total)
 
 
+def _check_jobs(jobs: Tensor, line_start: Tensor, lines, spatial, total: int, src_numel: int, op: str) -> None:
+    """The job table must keep every access inside the images and the packed buffer."""
+    J = jobs.shape[0]
+    if jobs.dim() != 2 or jobs.shape[1] != len(JOB_COLS) or tuple(line_start.shape) != (3, J + 1):
+        raise ValueError(f"{op}: jobs must be (J, {len(JOB_COLS)}) and line_start (3, J + 1); got "
+                         f"{tuple(jobs.shape)} and {tuple(line_start.shape)}")
+    if J == 0:
+        return
+    _, n = _grid(spatial)
+    lo, dims, out = jobs[:, 6:9], jobs[:, 9:12], jobs[:, 12]
+    size = torch.tensor(n, device=jobs.device)
+    vol = dims.prod(1)
+    per_axis = torch.where(dims > 0, vol[:, None] // dims.clamp(min=1), 0)
+    bad = ((lo < 0) | (dims < 0) | (lo + dims > size)).any(1) | (out < 0) | (out + vol > total)
+    planes = jobs[:, [1, 4]]
+    bad |= (jobs[:, [0, 3]] < 0).any(1) | (jobs[:, [0, 3]] > 1).any(1)
+    bad |= (planes < 0).any(1) | (planes + math.prod(n) > src_numel).any(1)
+    bad |= (line_start[:, 1:] - line_start[:, :-1] != per_axis.t()).any(0)
+    if bool(bad.any()) or line_start[:, -1].tolist() != [int(x) for x in lines]:
+        raise ValueError(f"{op}: inconsistent job table (boxes outside the image {n}, slices outside the "
+                         f"buffer of {total}, or line counts that do not match the boxes)")
+
+
 @_surface_distance_map.register_fake
 def _surface_distance_map_fake(src0, src1, jobs, line_start, lines, spatial, spacing, total):
-    return src0.new_empty((total,), dtype=torch.float32)
+    return src0.new_empty((total,), dtype=torch.float32), src0.new_empty((total,), dtype=torch.uint8)
 
 
 @torch.library.custom_op("noisyseg::mask_boxes", mutates_args=())
-def _mask_boxes(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int]) -> Tensor:
-    """Bounding boxes of R masks read in place: rows int64 (R, 3) = (source 0/1, offset of the
-    image plane, class). Returns int32 (R, 6): (lo0, lo1, lo2, hi0, hi1, hi2) inclusive, in
-    coordinates padded to 3D; an empty mask gives (INT32_MAX x 3, -1 x 3)."""
-    R = rows.shape[0]
-    box = torch.empty((R, 6), dtype=torch.int32, device=src0.device)
+def _mask_boxes(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int], num_boxes: int,
+                num_values: int) -> tuple[Tensor, Tensor]:
+    """Bounding boxes of per-class masks, several classes per scan: rows int64 (R, 5) = (source
+    0/1, offset of the image plane, first class, number of classes <= 32, index of its first box).
+    Returns (int32 (num_boxes, 6): (lo0, lo1, lo2, hi0, hi1, hi2) inclusive, in coordinates padded
+    to 3D, (INT32_MAX x 3, -1 x 3) for an empty mask; int64[2] flag: [1, value] when a plane
+    holds a value outside [0, num_values))."""
+    box = torch.empty((num_boxes, 6), dtype=torch.int32, device=src0.device)
     box[:, :3] = torch.iinfo(torch.int32).max
     box[:, 3:] = -1
+    flag = _kernels.new_flag(src0.device)
     D, n = _grid(spatial)
+    R = rows.shape[0]
     if R == 0 or math.prod(n) == 0:
-        return box
+        return box, flag
     src0, src1, rows = src0.contiguous(), src1.contiguous(), rows.contiguous()
+    if rows.shape[1] != 5 or int((rows[:, 3].clamp(max=BOX_CLASSES) + rows[:, 4]).max()) > num_boxes:
+        raise ValueError(f"mask_boxes: rows {tuple(rows.shape)} address boxes beyond num_boxes={num_boxes}")
     a = _C.BoxArgs()
     a.src0, a.src1 = _kernels.ptr(src0), _kernels.ptr(src1)
     a.label_dtype = _kernels.DTYPE_CODES[src0.dtype]
-    a.rows, a.box = _kernels.ptr(rows), _kernels.ptr(box)
+    a.rows, a.box, a.flag = _kernels.ptr(rows), _kernels.ptr(box), _kernels.ptr(flag)
+    a.num_values = num_values
     a.R, a.D = R, D
     a.n0, a.n1, a.n2 = n
     _C.mask_boxes(a, *_kernels.device_args(box))
-    return box
+    return box, flag
 
 
 @_mask_boxes.register_fake
-def _mask_boxes_fake(src0, src1, rows, spatial):
-    return src0.new_empty((rows.shape[0], 6), dtype=torch.int32)
+def _mask_boxes_fake(src0, src1, rows, spatial, num_boxes, num_values):
+    return src0.new_empty((num_boxes, 6), dtype=torch.int32), src0.new_empty((2,), dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------------------------
