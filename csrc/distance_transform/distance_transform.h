@@ -18,7 +18,8 @@ struct EdtArgs {
   bool surface = false;          // seeds = the mask's surface voxels (else its voxels)
   uintptr_t out = 0;             // float32 packed output
   uintptr_t qflags = 0;          // uint8 packed query flags (as many slots as out), or 0: no query
-  uintptr_t scratch_v = 0, scratch_f = 0, scratch_z = 0;  // CUDA only: int32, float32, float64, as out
+  // CUDA only, as many slots as out: envelope scratch v int32, fv float32, zn float64, zd int32
+  uintptr_t scratch_v = 0, scratch_f = 0, scratch_zn = 0, scratch_zd = 0;
 };
 
 struct BoxArgs {

@@ -23,7 +23,7 @@ NOISYSEG_REGISTER_BINDINGS(distance_transform) {
       .def_readwrite("surface", &EdtArgs::surface)
       .def_readwrite("out", &EdtArgs::out).def_readwrite("qflags", &EdtArgs::qflags)
       .def_readwrite("scratch_v", &EdtArgs::scratch_v).def_readwrite("scratch_f", &EdtArgs::scratch_f)
-      .def_readwrite("scratch_z", &EdtArgs::scratch_z);
+      .def_readwrite("scratch_zn", &EdtArgs::scratch_zn).def_readwrite("scratch_zd", &EdtArgs::scratch_zd);
   py::class_<BoxArgs>(m, "BoxArgs", "Pointers (as integers) and sizes for the mask bounding boxes.")
       .def(py::init<>())
       .def_readwrite("src0", &BoxArgs::src0).def_readwrite("src1", &BoxArgs::src1)

@@ -139,12 +139,15 @@ NS_HD void seed_line(const Seed& seed, float* out, int64_t n, double h, bool tak
   }
 }
 
-// Scratch of one line's lower envelope: positions v, f at them fv, and z[k] = where parabola k
-// starts to be the lowest (in steps), slots `ws` apart.
+// Scratch of one line's lower envelope, slots `ws` apart: positions v, f at them fv, and where
+// parabola k starts to be the lowest, as the fraction zn[k] / zd[k] (in steps; zd > 0), so that
+// building the envelope needs no division (a division on the loop-carried path made it
+// latency-bound).
 struct Scratch {
   int32_t* v;
   float* fv;
-  double* z;
+  double* zn;
+  int32_t* zd;
   int64_t ws;
 };
 
@@ -159,29 +162,33 @@ NS_HD void envelope_line(float* data, int64_t n, int64_t stride, double h, bool 
     for (int64_t q = 0; q < n && !any; ++q) any = keep[q * stride] != 0;
     if (!any) return;
   }
-  const double h2 = h * h;
+  const double inv_h2 = 1.0 / (h * h);
   const int64_t ws = s.ws;
   int64_t k = -1;  // index of the last parabola of the envelope
+  double num = 0.0;
+  int32_t den = 1;
   for (int64_t q = 0; q < n; ++q) {
     const float fq = data[q * stride];
     if (!(fq < ns_inf<float>())) continue;
-    double cross = -ns_inf<double>();
+    const double base = double(fq) * inv_h2 + double(q) * double(q);
     while (k >= 0) {
-      const double vk = double(s.v[k * ws]);
-      // abscissa where the parabola at q drops below the one at v_k
-      cross = ((double(fq) - double(s.fv[k * ws])) / h2 + double(q) * double(q) - vk * vk) / (2.0 * (double(q) - vk));
-      if (k == 0 || cross > s.z[k * ws]) break;
+      const int32_t vk = s.v[k * ws];
+      // the parabola at q drops below the one at v_k from num / den on (den = 2 (q - v_k) > 0)
+      num = base - (double(s.fv[k * ws]) * inv_h2 + double(vk) * double(vk));
+      den = 2 * (int32_t(q) - vk);
+      if (k == 0 || num * double(s.zd[k * ws]) > s.zn[k * ws] * double(den)) break;
       --k;  // parabola k is nowhere the lowest any more
     }
     ++k;
     s.v[k * ws] = int32_t(q);
     s.fv[k * ws] = fq;
-    s.z[k * ws] = k == 0 ? -ns_inf<double>() : cross;
+    s.zn[k * ws] = k == 0 ? -ns_inf<double>() : num;
+    s.zd[k * ws] = k == 0 ? 1 : den;
   }
   const int64_t count = k + 1;
   k = 0;
   for (int64_t q = 0; q < n; ++q) {
-    while (k + 1 < count && s.z[(k + 1) * ws] < double(q)) ++k;
+    while (k + 1 < count && s.zn[(k + 1) * ws] < double(q) * double(s.zd[(k + 1) * ws])) ++k;
     if (keep && !keep[q * stride]) continue;
     float value = ns_inf<float>();
     if (count > 0) {
@@ -246,7 +253,7 @@ struct EnvelopePass {
     const int64_t base = b.line(axis, l, u, w);
     const int64_t stride = b.stride(axis);
     if (s.ws == 0) {
-      s.v += base; s.fv += base; s.z += base;
+      s.v += base; s.fv += base; s.zn += base; s.zd += base;
       s.ws = stride;
     }
     envelope_line(out + base, b.d[axis], stride, h, take_root, (take_root && qflags) ? qflags + base : nullptr, s);

@@ -104,8 +104,9 @@ def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Ten
     if src0.device.type == "cuda" and D > 1:  # envelope scratch at each line's own slots
         scratch = (torch.empty(total, dtype=torch.int32, device=out.device),
                    torch.empty(total, dtype=torch.float32, device=out.device),
-                   torch.empty(total, dtype=torch.float64, device=out.device))
-        a.scratch_v, a.scratch_f, a.scratch_z = (_kernels.ptr(t) for t in scratch)
+                   torch.empty(total, dtype=torch.float64, device=out.device),
+                   torch.empty(total, dtype=torch.int32, device=out.device))
+        a.scratch_v, a.scratch_f, a.scratch_zn, a.scratch_zd = (_kernels.ptr(t) for t in scratch)
     _C.distance_transform(a, *_kernels.device_args(out))
     # the scratch is freed after the launch is queued: the caching allocator reuses its memory
     # only for work queued later on the same stream.
