@@ -29,20 +29,23 @@ HAUSDORFF_MODES = ("max", "pooled", "directed")
 
 
 class SurfaceDistances:
-    """Directed surface distances of a batch of B = N * C mask pairs, flattened and grouped by pair.
+    """Directed surface distances of a batch of B = N * C mask pairs, flattened and grouped.
+
+    Group g = d * B + b holds direction d of pair b: d = 0 pred -> ref (from each
+    prediction-surface voxel to the reference surface), d = 1 ref -> pred.
 
     Attributes:
-        pred_to_ref: float32 (sum of n_pred,): distances from each prediction-surface voxel to
-            the reference surface, pair 0's first (within a pair in the box's row-major order).
-        n_pred: int64 (B,) number of prediction-surface voxels per pair.
-        pred_ids: int64 (sum of n_pred,) the pair of each entry of pred_to_ref.
-        ref_to_pred, n_ref, ref_ids: the same from the reference surface to the prediction surface.
+        values: float32 (K,) every distance, grouped by g in increasing order (within a group in
+            the box's row-major voxel order).
+        ids: int64 (K,) the group of each value (sorted).
+        counts: int64 (2B,) the size of each group = the number of surface voxels it starts from.
         pred_empty, ref_empty: bool (B,) whether P / G has no voxel.
     Pairs where P or G is empty get no distances (their metrics are set by the empty-mask rules).
     """
 
     def __init__(self, src: MaskSources, spacing: list[float]):
         B = src.offsets.numel()
+        self.B = B
         dev = src.pred.device
         if not (_kernels.use_kernel("distance_transform", dev) and B > 0):
             self._init_reference(src, spacing)
@@ -54,7 +57,6 @@ class SurfaceDistances:
             raise ValueError(f"{src.op}: pred or ref holds {'class ' if src.label_maps else 'value '}{bad}, "
                              f"outside [0, {src.num_values})")
         box = box.to(torch.int64)
-        which = torch.cat([torch.zeros(B, dtype=torch.int64, device=dev), torch.ones(B, dtype=torch.int64, device=dev)])
         empty = box[:, 3] < 0
         self.pred_empty, self.ref_empty = empty[:B], empty[B:]
         both = ~(self.pred_empty | self.ref_empty)
@@ -65,12 +67,12 @@ class SurfaceDistances:
         vol = dims.prod(1)
         # job b: EDT of the reference surface read at the prediction surface (pred -> ref);
         # job B + b: the other direction. Both over the bounding box of P | G.
-        seed_which = torch.cat([which[B:], which[:B]])
-        jobs = torch.stack([seed_which, src.offsets.repeat(2), src.classes.repeat(2),
-                            1 - seed_which, src.offsets.repeat(2), src.classes.repeat(2)], 1)
+        seed_which = torch.arange(2, device=dev).repeat_interleave(B).flip(0)
+        plane, cls = src.offsets.repeat(2), src.classes.repeat(2)
         vol2 = vol.repeat(2)
         end = torch.cumsum(vol2, 0)
-        jobs = torch.cat([jobs, lo.repeat(2, 1), dims.repeat(2, 1), (end - vol2)[:, None]], 1)
+        jobs = torch.cat([torch.stack([seed_which, plane, cls, 1 - seed_which, plane, cls], 1),
+                          lo.repeat(2, 1), dims.repeat(2, 1), (end - vol2)[:, None]], 1)
         per_axis = torch.where(dims > 0, vol[:, None] // dims.clamp(min=1), 0).repeat(2, 1)  # (2B, 3) lines
         line_start = torch.cat([torch.zeros((1, 3), dtype=torch.int64, device=dev), per_axis.cumsum(0)]).t()
         sizes = torch.cat([end[-1:], line_start[:, -1]]).tolist()
@@ -78,13 +80,10 @@ class SurfaceDistances:
         buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs, line_start, lines,
                                                               list(src.spatial), spacing, total)
         idx = qflags.nonzero().squeeze(1)
-        values = buf[idx]
-        job = torch.searchsorted(end, idx, right=True)
-        split = int(torch.searchsorted(job, B))  # jobs < B come first (the buffer is in job order)
-        self.pred_to_ref, self.pred_ids = values[:split], job[:split]
-        self.ref_to_pred, self.ref_ids = values[split:], job[split:] - B
-        self.n_pred = torch.bincount(self.pred_ids, minlength=B)
-        self.n_ref = torch.bincount(self.ref_ids, minlength=B)
+        self.values = buf[idx]
+        self.ids = torch.searchsorted(end, idx, right=True)  # the buffer is in job order
+        bounds = torch.searchsorted(self.ids, torch.arange(2 * B + 1, device=dev))
+        self.counts = bounds[1:] - bounds[:-1]
 
     def _init_reference(self, src: MaskSources, spacing: list[float]) -> None:
         """Pure-torch route (no kernel for the device): materialised masks and surfaces, the
@@ -93,6 +92,7 @@ class SurfaceDistances:
             check_label_range(src.pred, "pred", src.num_values, src.op)
             check_label_range(src.ref, "ref", src.num_values, src.op)
         B, S = src.offsets.numel(), int(math.prod(src.spatial))
+        self.B = B
         flat_p, flat_g = src.pred.reshape(-1), src.ref.reshape(-1)
         index = src.offsets[:, None] + torch.arange(S, device=src.pred.device)
         p = (flat_p[index] == src.classes[:, None]).view(B, *src.spatial)
@@ -101,42 +101,47 @@ class SurfaceDistances:
         self.ref_empty = ~g.flatten(1).any(1)
         both = ~(self.pred_empty | self.ref_empty)
         s_pred, s_ref = reference.mask_surface(p), reference.mask_surface(g)
-        d_to_pred = reference.distance_transform(s_pred, spacing)
-        d_to_ref = reference.distance_transform(s_ref, spacing)
         keep = both.view(B, *([1] * len(src.spatial)))
         q_pred, q_ref = s_pred & keep, s_ref & keep
-        self.pred_to_ref, self.ref_to_pred = d_to_ref[q_pred], d_to_pred[q_ref]
-        self.n_pred, self.n_ref = q_pred.flatten(1).sum(1), q_ref.flatten(1).sum(1)
-        self.pred_ids, self.ref_ids = _group_ids(self.n_pred), _group_ids(self.n_ref)
+        d_to_ref = reference.distance_transform(s_ref, spacing)[q_pred]
+        d_to_pred = reference.distance_transform(s_pred, spacing)[q_ref]
+        self.values = torch.cat([d_to_ref, d_to_pred])
+        self.counts = torch.cat([q_pred.flatten(1).sum(1), q_ref.flatten(1).sum(1)])
+        self.ids = _group_ids(self.counts)
+
+    def direction(self, d: int) -> tuple[Tensor, Tensor]:
+        """(distances, pair ids) of direction d (0: pred -> ref, 1: ref -> pred)."""
+        k = int(self.counts[: self.B].sum())
+        sl = slice(0, k) if d == 0 else slice(k, None)
+        return self.values[sl], self.ids[sl] - d * self.B
 
 
 def _group_ids(counts: Tensor) -> Tensor:
     return torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
 
 
-def segment_max(values: Tensor, ids: Tensor, B: int) -> Tensor:
-    """Max of each group (``ids`` in [0, B)) as float64 (B,); NaN for an empty group."""
-    out = torch.full((B,), float("nan"), dtype=torch.float64, device=values.device)
+def segment_max(values: Tensor, ids: Tensor, G: int) -> Tensor:
+    """Max of each group (``ids`` in [0, G)) as float64 (G,); NaN for an empty group."""
+    out = torch.full((G,), float("nan"), dtype=torch.float64, device=values.device)
     if values.numel():
         out = out.scatter_reduce(0, ids, values.to(torch.float64), "amax", include_self=False)
     return out
 
 
-def segment_sum(values: Tensor, ids: Tensor, B: int) -> Tensor:
-    """Sum of each group in float64 (B,)."""
-    out = torch.zeros((B,), dtype=torch.float64, device=values.device)
+def segment_sum(values: Tensor, ids: Tensor, G: int) -> Tensor:
+    """Sum of each group in float64 (G,)."""
+    out = torch.zeros((G,), dtype=torch.float64, device=values.device)
     return out.index_add(0, ids, values.to(torch.float64)) if values.numel() else out
 
 
-def segment_percentile(values: Tensor, ids: Tensor, B: int, q: float) -> Tensor:
-    """The q-th percentile (0..100) of each group, with numpy.percentile's default linear
-    interpolation; float64 (B,), NaN for an empty group. ``values`` must be >= 0 (distances):
-    their float32 bit patterns then sort like the values, so one int64 sort of
-    (group << 32 | bits) orders every group at once."""
-    out = torch.full((B,), float("nan"), dtype=torch.float64, device=values.device)
+def segment_percentile(values: Tensor, ids: Tensor, counts: Tensor, q: float) -> Tensor:
+    """The q-th percentile (0..100) of each group (``counts[g]`` values have ``ids == g``), with
+    numpy.percentile's default linear interpolation; float64 (G,), NaN for an empty group.
+    ``values`` must be >= 0 (distances): their float32 bit patterns then sort like the values, so
+    one int64 sort of (group << 32 | bits) orders every group at once."""
+    out = torch.full((counts.numel(),), float("nan"), dtype=torch.float64, device=values.device)
     if values.numel() == 0:
         return out
-    counts = torch.bincount(ids, minlength=B)
     bits = values.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
     ordered = torch.sort((ids << 32) | bits).values & 0xFFFFFFFF
     v = ordered.to(torch.int32).view(torch.float32).to(torch.float64)
@@ -221,18 +226,15 @@ def hausdorff(pred: Tensor, ref: Tensor, *, percentile: float | None = None, mod
     sd, (N, C), penalty = _prepare(pred, ref, num_classes, include_background, spacing, empty_penalty, op)
 
     B = N * C
-
-    def reduce(values, ids):
+    if mode == "pooled" and percentile is not None:  # both directions' distances in one group per pair
+        value = segment_percentile(sd.values, sd.ids % B, sd.counts[:B] + sd.counts[B:], percentile)
+    else:  # per direction, then the larger (or pred -> ref only)
         if percentile is None:
-            return segment_max(values, ids, B)
-        return segment_percentile(values, ids, B, percentile)
-
-    if mode == "directed":
-        value = reduce(sd.pred_to_ref, sd.pred_ids)
-    elif mode == "max" or percentile is None:
-        value = torch.maximum(reduce(sd.pred_to_ref, sd.pred_ids), reduce(sd.ref_to_pred, sd.ref_ids))
-    else:  # pooled: both directions' distances in one group per pair
-        value = reduce(torch.cat([sd.pred_to_ref, sd.ref_to_pred]), torch.cat([sd.pred_ids, sd.ref_ids]))
+            per_direction = segment_max(sd.values, sd.ids, 2 * B)
+        else:
+            per_direction = segment_percentile(sd.values, sd.ids, sd.counts, percentile)
+        per_direction = per_direction.view(2, B)
+        value = per_direction[0] if mode == "directed" else per_direction.amax(0)
     value = _empty_fill(value, sd.pred_empty, sd.ref_empty, penalty)
     return value.view(N, C).to(torch.float32)
 
@@ -258,11 +260,9 @@ def average_surface_distance(pred: Tensor, ref: Tensor, *, symmetric: bool = Fal
     op = "average_surface_distance"
     sd, (N, C), penalty = _prepare(pred, ref, num_classes, include_background, spacing, empty_penalty, op)
     B = N * C
-    total = segment_sum(sd.pred_to_ref, sd.pred_ids, B)
-    count = sd.n_pred.to(torch.float64)
-    if symmetric:
-        total = total + segment_sum(sd.ref_to_pred, sd.ref_ids, B)
-        count = count + sd.n_ref.to(torch.float64)
+    sums = segment_sum(sd.values, sd.ids, 2 * B).view(2, B)
+    counts = sd.counts.to(torch.float64).view(2, B)
+    total, count = (sums.sum(0), counts.sum(0)) if symmetric else (sums[0], counts[0])
     value = total / count.clamp(min=1)
     value = _empty_fill(value, sd.pred_empty, sd.ref_empty, penalty)
     return value.view(N, C).to(torch.float32)
