@@ -371,9 +371,20 @@ def test_surface_distance_map_opcheck():
     src = mask_sources(pred, ref, num_classes=3, include_background=False, op="test")
     torch.library.opcheck(torch.ops.noisyseg.mask_boxes.default,
                           (src.pred, src.ref, src.box_rows, list(src.spatial), 8, 3))
+    from noisyseg_ext.ops.distance_transform import job_lines
+
     S = 110
-    jobs = torch.tensor([[1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 10, 11, 0],
-                         [0, S, 2, 1, S, 2, 0, 2, 1, 1, 6, 9, 110]])
-    line_start = torch.tensor([[0, 110, 164], [0, 11, 20], [0, 10, 16]])
+    # job 0: class 1 over the whole image; job 1: class 2 of image 1 in a box, seeds / queries in
+    # sub-boxes of it
+    jobs = torch.tensor([[1, 0, 1, 0, 0, 1, 0, 0, 0, 1, 10, 11, 0, 0, 0, 0, 1, 10, 11, 0, 0, 0, 1, 10, 11],
+                         [0, S, 2, 1, S, 2, 0, 2, 1, 1, 6, 9, 110, 0, 2, 3, 1, 8, 10, 0, 4, 1, 1, 6, 7]])
+    counts = job_lines(jobs)
+    line_start = torch.cat([torch.zeros((1, 4), dtype=torch.int64), counts.cumsum(0)]).t().contiguous()
+    lines = line_start[:, -1].tolist()
     torch.library.opcheck(torch.ops.noisyseg.surface_distance_map.default,
-                          (src.pred, src.ref, jobs, line_start, [164, 20, 16], [10, 11], [1.0, 0.5], 164))
+                          (src.pred, src.ref, jobs, line_start, lines, [10, 11], [1.0, 0.5], 164))
+    with pytest.raises(ValueError, match="inconsistent job table"):
+        bad = jobs.clone()
+        bad[1, 11] = 10  # the box U leaves the image
+        torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, bad, line_start, lines, [10, 11], [1.0, 0.5], 164)
+

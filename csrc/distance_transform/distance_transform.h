@@ -10,16 +10,16 @@ struct EdtArgs {
   uintptr_t src0 = 0, src1 = 0;  // mask sources (label maps or 0/1 planes) of dtype code label_dtype
   int label_dtype = 4;           // kUInt8
   uintptr_t jobs = 0;            // int64 (J, kJobCols)
-  uintptr_t line_start = 0;      // int64 (3, J + 1) prefix sums of each job's lines per pass, or 0:
-                                 // every job has lines_a / J lines along axis a
-  int64_t J = 0, lines0 = 0, lines1 = 0, lines2 = 0;  // total lines of the passes along axes 0, 1, 2
+  uintptr_t line_start = 0;      // int64 (4, J + 1) prefix sums of each job's lines per pass (along
+                                 // axes 0, 1, 2, then the query pass), or 0: lines_* / J per job
+  int64_t J = 0, lines0 = 0, lines1 = 0, lines2 = 0, lines_query = 0;  // total lines of each pass
   int64_t D = 1, n0 = 1, n1 = 1, n2 = 1;             // image sizes padded to 3D (leading 1s)
   double h0 = 1.0, h1 = 1.0, h2 = 1.0;               // spacing along the padded axes
   bool surface = false;          // seeds = the mask's surface voxels (else its voxels)
   uintptr_t out = 0;             // float32 packed output
-  uintptr_t qflags = 0;          // uint8 packed query flags (as many slots as out), or 0: no query
-  // CUDA only, as many slots as out: envelope scratch v int32, fv float32, zn float64, zd int32
-  uintptr_t scratch_v = 0, scratch_f = 0, scratch_zn = 0, scratch_zd = 0;
+  uintptr_t qflags = 0;          // uint8 packed query flags (as many slots as out, zeroed), or 0
+  // CUDA only, as many slots as out: envelope scratch v int32, fv float32, z float64
+  uintptr_t scratch_v = 0, scratch_f = 0, scratch_z = 0;
 };
 
 struct BoxArgs {

@@ -17,13 +17,14 @@ NOISYSEG_REGISTER_BINDINGS(distance_transform) {
       .def_readwrite("jobs", &EdtArgs::jobs).def_readwrite("line_start", &EdtArgs::line_start)
       .def_readwrite("J", &EdtArgs::J).def_readwrite("lines0", &EdtArgs::lines0)
       .def_readwrite("lines1", &EdtArgs::lines1).def_readwrite("lines2", &EdtArgs::lines2)
+      .def_readwrite("lines_query", &EdtArgs::lines_query)
       .def_readwrite("D", &EdtArgs::D)
       .def_readwrite("n0", &EdtArgs::n0).def_readwrite("n1", &EdtArgs::n1).def_readwrite("n2", &EdtArgs::n2)
       .def_readwrite("h0", &EdtArgs::h0).def_readwrite("h1", &EdtArgs::h1).def_readwrite("h2", &EdtArgs::h2)
       .def_readwrite("surface", &EdtArgs::surface)
       .def_readwrite("out", &EdtArgs::out).def_readwrite("qflags", &EdtArgs::qflags)
       .def_readwrite("scratch_v", &EdtArgs::scratch_v).def_readwrite("scratch_f", &EdtArgs::scratch_f)
-      .def_readwrite("scratch_zn", &EdtArgs::scratch_zn).def_readwrite("scratch_zd", &EdtArgs::scratch_zd);
+      .def_readwrite("scratch_z", &EdtArgs::scratch_z);
   py::class_<BoxArgs>(m, "BoxArgs", "Pointers (as integers) and sizes for the mask bounding boxes.")
       .def(py::init<>())
       .def_readwrite("src0", &BoxArgs::src0).def_readwrite("src1", &BoxArgs::src1)

@@ -17,10 +17,10 @@ struct EdtCpuLauncher : CpuLauncher {
     const size_t len = size_t(max_len > 0 ? max_len : 1);
 #pragma omp parallel if (chunks > 1)
     {
-      std::vector<int32_t> v(len), zd(len);
+      std::vector<int32_t> v(len);
       std::vector<float> fv(len);
-      std::vector<double> zn(len);
-      const edt::Scratch s{v.data(), fv.data(), zn.data(), zd.data(), 1};
+      std::vector<double> z(len);
+      const edt::Scratch s{v.data(), fv.data(), z.data(), 1};
 #pragma omp for schedule(dynamic, 1)
       for (int64_t c = 0; c < chunks; ++c) {
         const int64_t end = (c + 1) * grain < map.total ? (c + 1) * grain : map.total;

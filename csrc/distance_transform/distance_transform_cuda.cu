@@ -19,11 +19,11 @@ __global__ void edt_lines_kernel(edt::LineMap map, Body body, edt::Scratch s) {
 }
 
 struct EdtCudaLauncher : CudaLauncher {
-  edt::Scratch scratch{nullptr, nullptr, nullptr, nullptr, 0};
+  edt::Scratch scratch{nullptr, nullptr, nullptr, 0};
   template <typename Body>
   void lines(const edt::LineMap& map, int64_t max_len, const Body& body) const {
     if (map.total == 0) return;
-    if (max_len > 0 && (!scratch.v || !scratch.fv || !scratch.zn || !scratch.zd))
+    if (max_len > 0 && (!scratch.v || !scratch.fv || !scratch.z))
       throw std::invalid_argument(std::string(what) + ": the CUDA envelope pass needs scratch buffers");
     edt_lines_kernel<Body><<<blocks_for(map.total, 128), 128, 0, as_stream(stream)>>>(map, body, scratch);
     cuda_check_launch(what);
@@ -36,8 +36,7 @@ void distance_transform_cuda(const EdtArgs& a, uintptr_t stream) {
   EdtCudaLauncher launch;
   launch.stream = stream;
   launch.what = "distance_transform";
-  launch.scratch = edt::Scratch{as_ptr<int32_t>(a.scratch_v), as_ptr<float>(a.scratch_f), as_ptr<double>(a.scratch_zn),
-                                as_ptr<int32_t>(a.scratch_zd), 0};
+  launch.scratch = edt::Scratch{as_ptr<int32_t>(a.scratch_v), as_ptr<float>(a.scratch_f), as_ptr<double>(a.scratch_z), 0};
   distance_transform_run(a, launch);
 }
 

@@ -25,21 +25,25 @@ void distance_transform_run(const EdtArgs& a, const Launch& launch) {
   if (a.J == 0) return;
   const edt::Grid g = edt_grid(a.D, a.n0, a.n1, a.n2);
   const double h[3] = {a.h0, a.h1, a.h2};
-  const int64_t lines[3] = {a.lines0, a.lines1, a.lines2};
+  const int64_t lines[4] = {a.lines0, a.lines1, a.lines2, a.lines_query};
   const int64_t* starts = as_ptr<const int64_t>(a.line_start);
   const int64_t* jobs = as_ptr<const int64_t>(a.jobs);
   float* out = as_ptr<float>(a.out);
   uint8_t* qflags = as_ptr<uint8_t>(a.qflags);
-  auto map = [&](int axis) {
-    return edt::LineMap{starts ? starts + axis * (a.J + 1) : nullptr, a.J, lines[axis] / a.J, lines[axis]};
+  auto map = [&](int pass) {
+    return edt::LineMap{starts ? starts + pass * (a.J + 1) : nullptr, a.J, lines[pass] / a.J, lines[pass]};
   };
   const int first_axis = 3 - int(a.D);
   dispatch_label(a.label_dtype, "distance_transform", [&](auto tl) {
     using L = typename decltype(tl)::type;
+    const L* src[2] = {as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)};
+    if (qflags) {  // the query surface first: a 1D transform is also the last pass
+      edt::QueryPass<L> query{{src[0], src[1]}, jobs, g, qflags};
+      launch.lines(map(edt::kQueryPass), int64_t(0), query);
+    }
     // Pass 1 along the contiguous axis; then one envelope pass per remaining axis, the last one
-    // taking the square root (and keeping only the query voxels, if any).
-    edt::SeedPass<L> seeds{{as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)}, jobs, g, out, qflags,
-                           h[2], a.surface, a.D == 1};
+    // taking the square root (and writing only at the query voxels, if any).
+    edt::SeedPass<L> seeds{{src[0], src[1]}, jobs, g, out, qflags, h[2], a.surface, a.D == 1};
     launch.lines(map(2), int64_t(0), seeds);
     for (int axis = 1; axis >= first_axis; --axis) {
       edt::EnvelopePass env{jobs, out, qflags, axis, h[axis], axis == first_axis};

@@ -8,17 +8,23 @@
 // Masks are read in place from label maps or 0/1 tensors: voxel s of a mask is set when
 // src[offset + s] == cls (one-hot planes use cls = 1), so per-class masks are never materialised.
 //
-// The distance transform runs as a list of jobs. A job transforms one box of one image (the whole
-// image for distance_transform; the bounding box of both masks for the surface metrics, exact
-// there because every seed lies inside) into its own slice of a packed float32 buffer, laid out
-// row-major over the box. Seeds are the mask's voxels, or its surface voxels. Passes:
+// The distance transform runs as a list of jobs. A job owns a box U of one image and its own
+// slice of a packed float32 buffer, laid out row-major over U (the whole image for
+// distance_transform; the bounding box of both masks for the surface metrics). Seeds are the seed
+// mask's voxels, or its surface voxels, all inside the seed box S; values are wanted inside the
+// query box Q (S, Q inside U). Passes, axis 2 first:
 //   along axis 2:     g(q) = squared 1D distance to the nearest seed on the line (two sweeps);
 //   along axis a < 2: f'(q) = min_p f(p) + ((q - p) h_a)^2, the lower envelope of parabolas;
-//   the last pass takes the square root. +inf = no seed reachable (a job without seeds is +inf).
+//   the last pass takes the square root. +inf = no seed reachable.
+// Exact and minimal: the pass along axis a runs the lines whose coordinates lie in S on the axes
+// not yet transformed (b < a: elsewhere every value is +inf) and in Q on the axes already
+// transformed (b > a: only those values are read later); it reads its input on S_a and writes
+// its output on Q_a. So with Q = S = U this is the plain separable transform of U, and a far
+// outlier in one mask (which stretches U) costs little in the direction where it is a query.
 // Passes run in place: the envelope pass keeps what it needs (the parabolas' vertices) in scratch.
-// With a query mask (metrics), the first pass records the query mask's surface voxels in a uint8
-// buffer, and the last pass computes and writes the distances only at those voxels (lines without
-// one are skipped); the other slots of the output are left unspecified.
+// With a query mask (metrics), a first pass records the query mask's surface voxels in a uint8
+// buffer (zeroed by the caller), and the last pass computes and writes the distances only there
+// (lines without one are skipped); the other slots of the output are left unspecified.
 #pragma once
 
 #include "../common/atomics.h"
@@ -41,32 +47,64 @@ NS_HD void other_axes(int a, int& p, int& r) {
   r = a == 2 ? 1 : 2;
 }
 
-// Columns of the int64 job table.
+// Columns of the int64 job table (absolute image coordinates; hi exclusive).
 enum JobCol : int {
   kSeedWhich = 0, kSeedOffset, kSeedClass,     // seeds: source 0/1, offset of the image plane, class
   kQueryWhich, kQueryOffset, kQueryClass,      // query mask (metrics only), same meaning
-  kLo0, kLo1, kLo2, kDim0, kDim1, kDim2,       // the box: first voxel and sizes (0 = nothing to do)
+  kLo0, kLo1, kLo2, kDim0, kDim1, kDim2,       // U: first voxel and sizes (0 = nothing to do)
   kOut,                                        // offset of the job's slice in the packed buffer
+  kSeedLo0, kSeedLo1, kSeedLo2, kSeedHi0, kSeedHi1, kSeedHi2,        // S
+  kQueryLo0, kQueryLo1, kQueryLo2, kQueryHi0, kQueryHi1, kQueryHi2,  // Q
   kJobCols
 };
 
-struct Box {
-  int64_t lo[3], d[3], out;
+// The query pass (query flags along axis 2 over Q) is pass number 3 of a job's line table.
+constexpr int kQueryPass = 3;
 
-  NS_HD explicit Box(const int64_t* job) {
-    for (int a = 0; a < 3; ++a) { lo[a] = job[kLo0 + a]; d[a] = job[kDim0 + a]; }
+struct Job {
+  int64_t lo[3], d[3], out, slo[3], shi[3], qlo[3], qhi[3];
+
+  NS_HD explicit Job(const int64_t* job) {
+    for (int a = 0; a < 3; ++a) {
+      lo[a] = job[kLo0 + a]; d[a] = job[kDim0 + a];
+      slo[a] = job[kSeedLo0 + a]; shi[a] = job[kSeedHi0 + a];
+      qlo[a] = job[kQueryLo0 + a]; qhi[a] = job[kQueryHi0 + a];
+    }
     out = job[kOut];
   }
   NS_HD int64_t stride(int a) const { return a == 0 ? d[1] * d[2] : (a == 1 ? d[2] : 1); }
-  NS_HD int64_t lines(int a) const { return d[a] > 0 ? d[0] * d[1] * d[2] / d[a] : 0; }
-  // Line l along axis a: the box coordinates (u, w) of the other axes and the packed offset of
-  // the line's first element.
-  NS_HD int64_t line(int a, int64_t l, int64_t& u, int64_t& w) const {
+  // The range of axis b for the lines of pass `pass`: S before the pass's axis, Q after it (the
+  // query pass runs over Q).
+  NS_HD void range(int pass, int b, int64_t& r0, int64_t& r1) const {
+    const bool seeds = pass != kQueryPass && b < pass;
+    r0 = seeds ? slo[b] : qlo[b];
+    r1 = seeds ? shi[b] : qhi[b];
+  }
+  NS_HD int64_t lines(int pass) const {
+    const int a = pass == kQueryPass ? 2 : pass;
     int p, r;
     other_axes(a, p, r);
-    u = l / d[r];
-    w = l - u * d[r];
-    return out + u * stride(p) + w * stride(r);
+    int64_t p0, p1, r0, r1;
+    range(pass, p, p0, p1);
+    range(pass, r, r0, r1);
+    return (p1 > p0 && r1 > r0) ? (p1 - p0) * (r1 - r0) : 0;
+  }
+  // Line l of pass `pass`: the absolute coordinates c of its other axes (c[a] = the line's start),
+  // the packed offset of its start, and its span [h0, h1) along the axis a.
+  NS_HD int64_t line(int pass, int64_t l, int64_t c[3], int64_t& h0, int64_t& h1) const {
+    const int a = pass == kQueryPass ? 2 : pass;
+    int p, r;
+    other_axes(a, p, r);
+    int64_t p0, p1, r0, r1;
+    range(pass, p, p0, p1);
+    range(pass, r, r0, r1);
+    const int64_t u = l / (r1 - r0);
+    c[p] = p0 + u;
+    c[r] = r0 + (l - u * (r1 - r0));
+    if (pass == kQueryPass) { h0 = qlo[a]; h1 = qhi[a]; }
+    else { h0 = slo[a] < qlo[a] ? slo[a] : qlo[a]; h1 = shi[a] > qhi[a] ? shi[a] : qhi[a]; }
+    c[a] = h0;
+    return out + (c[0] - lo[0]) * stride(0) + (c[1] - lo[1]) * stride(1) + (c[2] - lo[2]) * stride(2);
   }
 };
 
@@ -103,13 +141,13 @@ template <typename L>
 struct SeedOnLine {
   MaskView<L> m;
   const Grid* g;
-  int64_t lo[3], hi[3], c0, c1, row;  // row = flat index of the line's voxel x = 0
+  int64_t lo[3], hi[3], c0, c1, row, x0;  // row = flat index of (c0, c1, 0); x0 = the line's start
   bool surface;
 
   NS_HD bool operator()(int64_t x) const {
-    if (!surface) return m[row + x];
-    const int64_t c[3] = {c0, c1, lo[2] + x};
-    return surface_at(m, *g, lo, hi, c, row + x);
+    if (!surface) return m[row + x0 + x];
+    const int64_t c[3] = {c0, c1, x0 + x};
+    return surface_at(m, *g, lo, hi, c, row + x0 + x);
   }
 };
 
@@ -139,61 +177,66 @@ NS_HD void seed_line(const Seed& seed, float* out, int64_t n, double h, bool tak
   }
 }
 
-// Scratch of one line's lower envelope, slots `ws` apart: positions v, f at them fv, and where
-// parabola k starts to be the lowest, as the fraction zn[k] / zd[k] (in steps; zd > 0), so that
-// building the envelope needs no division (a division on the loop-carried path made it
-// latency-bound).
+// Scratch of one line's lower envelope, slots `ws` apart: positions v, f at them fv, and z[k] =
+// where parabola k starts to be the lowest (in steps).
 struct Scratch {
   int32_t* v;
   float* fv;
-  double* zn;
-  int32_t* zd;
+  double* z;
   int64_t ws;
+};
+
+// Slot k of the scratch: k on the CPU (private, contiguous), k * ws on the GPU (interleaved).
+struct UnitSlots {
+  NS_HD int64_t operator()(int64_t k) const { return k; }
+};
+struct StridedSlots {
+  int64_t ws;
+  NS_HD int64_t operator()(int64_t k) const { return k * ws; }
 };
 
 // Later passes: 1D squared distance transform of a sampled function, in place on the n values
 // data[q * stride] (+inf = no seed): data[q] = min_p f(p) + ((q - p) h)^2, the root when take_root.
 // keep (or null, slots `stride` apart like data): write only where keep[q] != 0, and skip a line
 // without such a slot (the metrics need the distances at the query voxels only).
-NS_HD void envelope_line(float* data, int64_t n, int64_t stride, double h, bool take_root, const uint8_t* keep,
-                         const Scratch& s) {
+// Reads f on [in0, in1) only (+inf elsewhere) and writes on [out0, out1) only.
+template <typename Slot>
+NS_HD void envelope_line(float* data, int64_t stride, double h, bool take_root, const uint8_t* keep,
+                         int64_t in0, int64_t in1, int64_t out0, int64_t out1,
+                         int32_t* v, float* fv, double* z, Slot slot) {
   if (keep) {
     bool any = false;
-    for (int64_t q = 0; q < n && !any; ++q) any = keep[q * stride] != 0;
+    for (int64_t q = out0; q < out1 && !any; ++q) any = keep[q * stride] != 0;
     if (!any) return;
   }
   const double inv_h2 = 1.0 / (h * h);
-  const int64_t ws = s.ws;
   int64_t k = -1;  // index of the last parabola of the envelope
-  double num = 0.0;
-  int32_t den = 1;
-  for (int64_t q = 0; q < n; ++q) {
+  for (int64_t q = in0; q < in1; ++q) {
     const float fq = data[q * stride];
     if (!(fq < ns_inf<float>())) continue;
     const double base = double(fq) * inv_h2 + double(q) * double(q);
+    double cross = -ns_inf<double>();
     while (k >= 0) {
-      const int32_t vk = s.v[k * ws];
-      // the parabola at q drops below the one at v_k from num / den on (den = 2 (q - v_k) > 0)
-      num = base - (double(s.fv[k * ws]) * inv_h2 + double(vk) * double(vk));
-      den = 2 * (int32_t(q) - vk);
-      if (k == 0 || num * double(s.zd[k * ws]) > s.zn[k * ws] * double(den)) break;
+      const double vk = double(v[slot(k)]);
+      // abscissa where the parabola at q drops below the one at v_k
+      cross = (base - (double(fv[slot(k)]) * inv_h2 + vk * vk)) / (2.0 * (double(q) - vk));
+      if (k == 0 || cross > z[slot(k)]) break;
       --k;  // parabola k is nowhere the lowest any more
     }
     ++k;
-    s.v[k * ws] = int32_t(q);
-    s.fv[k * ws] = fq;
-    s.zn[k * ws] = k == 0 ? -ns_inf<double>() : num;
-    s.zd[k * ws] = k == 0 ? 1 : den;
+    v[slot(k)] = int32_t(q);
+    fv[slot(k)] = fq;
+    z[slot(k)] = k == 0 ? -ns_inf<double>() : cross;
   }
   const int64_t count = k + 1;
   k = 0;
-  for (int64_t q = 0; q < n; ++q) {
-    while (k + 1 < count && s.zn[(k + 1) * ws] < double(q) * double(s.zd[(k + 1) * ws])) ++k;
+  for (int64_t q = out0; q < out1; ++q) {
+    while (k + 1 < count && z[slot(k + 1)] < double(q)) ++k;
     if (keep && !keep[q * stride]) continue;
     float value = ns_inf<float>();
     if (count > 0) {
-      const double dq = (double(q) - double(s.v[k * ws])) * h;
-      const double val = dq * dq + double(s.fv[k * ws]);
+      const double dq = (double(q) - double(v[slot(k)])) * h;
+      const double val = dq * dq + double(fv[slot(k)]);
       value = float(take_root ? sqrt(val) : val);
     }
     data[q * stride] = value;
@@ -210,32 +253,51 @@ struct SeedPass {
   const int64_t* jobs;
   Grid g;
   float* out;
-  uint8_t* qflags;  // null without a query mask
+  const uint8_t* qflags;  // null without a query mask
   double h;
   bool surface, take_root;
 
   NS_HD void operator()(int64_t j, int64_t l, const Scratch&) const {
     const int64_t* job = jobs + j * kJobCols;
-    const Box b(job);
-    int64_t u, w;
-    const int64_t base = b.line(2, l, u, w);
+    const Job b(job);
+    int64_t c[3], h0, h1;
+    const int64_t base = b.line(2, l, c, h0, h1);
     SeedOnLine<L> seed;
     seed.m = job_mask(src, job, kSeedWhich);
     seed.g = &g;
     for (int a = 0; a < 3; ++a) { seed.lo[a] = b.lo[a]; seed.hi[a] = b.lo[a] + b.d[a]; }
-    seed.c0 = b.lo[0] + u;
-    seed.c1 = b.lo[1] + w;
-    seed.row = seed.c0 * g.stride(0) + seed.c1 * g.stride(1) + b.lo[2];
+    seed.c0 = c[0];
+    seed.c1 = c[1];
+    seed.row = c[0] * g.stride(0) + c[1] * g.stride(1);
+    seed.x0 = h0;
     seed.surface = surface;
-    uint8_t* keep = nullptr;
-    if (qflags) {  // the query mask's surface voxels on this line
-      SeedOnLine<L> query = seed;
-      query.m = job_mask(src, job, kQueryWhich);
-      query.surface = true;
-      keep = qflags + base;
-      for (int64_t x = 0; x < b.d[2]; ++x) keep[x] = uint8_t(query(x));
-    }
-    seed_line(seed, out + base, b.d[2], h, take_root, take_root ? keep : nullptr);
+    seed_line(seed, out + base, h1 - h0, h, take_root, (take_root && qflags) ? qflags + base : nullptr);
+  }
+};
+
+// The query mask's surface voxels, line by line over Q along axis 2, as uint8 flags.
+template <typename L>
+struct QueryPass {
+  const L* src[2];
+  const int64_t* jobs;
+  Grid g;
+  uint8_t* qflags;
+
+  NS_HD void operator()(int64_t j, int64_t l, const Scratch&) const {
+    const int64_t* job = jobs + j * kJobCols;
+    const Job b(job);
+    int64_t c[3], h0, h1;
+    const int64_t base = b.line(kQueryPass, l, c, h0, h1);
+    SeedOnLine<L> query;
+    query.m = job_mask(src, job, kQueryWhich);
+    query.g = &g;
+    for (int a = 0; a < 3; ++a) { query.lo[a] = b.lo[a]; query.hi[a] = b.lo[a] + b.d[a]; }
+    query.c0 = c[0];
+    query.c1 = c[1];
+    query.row = c[0] * g.stride(0) + c[1] * g.stride(1);
+    query.x0 = h0;
+    query.surface = true;
+    for (int64_t x = 0; x < h1 - h0; ++x) qflags[base + x] = uint8_t(query(x));
   }
 };
 
@@ -248,15 +310,18 @@ struct EnvelopePass {
   bool take_root;
 
   NS_HD void operator()(int64_t j, int64_t l, Scratch s) const {
-    const Box b(jobs + j * kJobCols);
-    int64_t u, w;
-    const int64_t base = b.line(axis, l, u, w);
+    const Job b(jobs + j * kJobCols);
+    int64_t c[3], h0, h1;
+    const int64_t base = b.line(axis, l, c, h0, h1);
     const int64_t stride = b.stride(axis);
-    if (s.ws == 0) {
-      s.v += base; s.fv += base; s.zn += base; s.zd += base;
-      s.ws = stride;
-    }
-    envelope_line(out + base, b.d[axis], stride, h, take_root, (take_root && qflags) ? qflags + base : nullptr, s);
+    float* data = out + base;
+    const uint8_t* keep = (take_root && qflags) ? qflags + base : nullptr;
+    const int64_t in0 = b.slo[axis] - h0, in1 = b.shi[axis] - h0, out0 = b.qlo[axis] - h0, out1 = b.qhi[axis] - h0;
+    if (s.ws == 0)  // GPU: scratch at the line's own slots
+      envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v + base, s.fv + base, s.z + base,
+                    StridedSlots{stride});
+    else
+      envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v, s.fv, s.z, UnitSlots{});
   }
 };
 

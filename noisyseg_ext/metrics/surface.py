@@ -23,7 +23,7 @@ from torch import Tensor
 
 from noisyseg_ext.metrics._inputs import MaskSources, check_label_range, mask_sources
 from noisyseg_ext.ops import _kernels, reference
-from noisyseg_ext.ops.distance_transform import normalize_spacing
+from noisyseg_ext.ops.distance_transform import job_lines, normalize_spacing
 
 HAUSDORFF_MODES = ("max", "pooled", "directed")
 
@@ -65,19 +65,22 @@ class SurfaceDistances:
         dims = torch.where(both[:, None], hi - lo + 1, 0)
         lo = torch.where(both[:, None], lo, 0)
         vol = dims.prod(1)
-        # job b: EDT of the reference surface read at the prediction surface (pred -> ref);
-        # job B + b: the other direction. Both over the bounding box of P | G.
+        # job b: EDT of the reference surface read at the prediction surface (pred -> ref): seed box
+        # = the reference's box, query box = the prediction's; job B + b: the other direction.
+        # Both write into a slice laid out over the bounding box U of P | G.
         seed_which = torch.arange(2, device=dev).repeat_interleave(B).flip(0)
         plane, cls = src.offsets.repeat(2), src.classes.repeat(2)
         vol2 = vol.repeat(2)
         end = torch.cumsum(vol2, 0)
+        own = torch.where(both.repeat(2)[:, None], torch.cat([box[:, :3], box[:, 3:] + 1], 1), 0)  # (2B, 6) [lo, hi)
+        seed_box, query_box = torch.cat([own[B:], own[:B]]), own
         jobs = torch.cat([torch.stack([seed_which, plane, cls, 1 - seed_which, plane, cls], 1),
-                          lo.repeat(2, 1), dims.repeat(2, 1), (end - vol2)[:, None]], 1)
-        per_axis = torch.where(dims > 0, vol[:, None] // dims.clamp(min=1), 0).repeat(2, 1)  # (2B, 3) lines
-        line_start = torch.cat([torch.zeros((1, 3), dtype=torch.int64, device=dev), per_axis.cumsum(0)]).t()
+                          lo.repeat(2, 1), dims.repeat(2, 1), (end - vol2)[:, None], seed_box, query_box], 1)
+        counts = job_lines(jobs)
+        line_start = torch.cat([torch.zeros((1, 4), dtype=torch.int64, device=dev), counts.cumsum(0)]).t()
         sizes = torch.cat([end[-1:], line_start[:, -1]]).tolist()
         total, lines = sizes[0], sizes[1:]
-        buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs, line_start, lines,
+        buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs.contiguous(), line_start, lines,
                                                               list(src.spatial), spacing, total)
         idx = qflags.nonzero().squeeze(1)
         self.values = buf[idx]

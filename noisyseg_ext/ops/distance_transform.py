@@ -72,7 +72,19 @@ def _grid(shape: Sequence[int]) -> tuple[int, list[int]]:
 
 # Columns of the job table (enum JobCol in csrc/distance_transform/distance_transform_math.h).
 JOB_COLS = ("seed_which", "seed_offset", "seed_class", "query_which", "query_offset", "query_class",
-            "lo0", "lo1", "lo2", "dim0", "dim1", "dim2", "out")
+            "lo0", "lo1", "lo2", "dim0", "dim1", "dim2", "out",
+            "seed_lo0", "seed_lo1", "seed_lo2", "seed_hi0", "seed_hi1", "seed_hi2",
+            "query_lo0", "query_lo1", "query_lo2", "query_hi0", "query_hi1", "query_hi2")
+QUERY_PASS = 3  # row of the line table for the query flags pass (rows 0-2: the passes along axes 0-2)
+
+
+def job_lines(jobs: Tensor) -> Tensor:
+    """int64 (J, 4): lines of each job's passes along axes 0, 1, 2 and of its query pass. The pass
+    along axis a runs over the seed box S on the axes before a and the query box Q after it (see
+    distance_transform_math.h); the query pass over Q."""
+    s = (jobs[:, 16:19] - jobs[:, 13:16]).clamp(min=0)
+    q = (jobs[:, 22:25] - jobs[:, 19:22]).clamp(min=0)
+    return torch.stack([q[:, 1] * q[:, 2], s[:, 0] * q[:, 2], s[:, 0] * s[:, 1], q[:, 0] * q[:, 1]], 1)
 LABEL_SOURCE_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
 
 
@@ -85,7 +97,7 @@ def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Ten
     """Launches the job list (see distance_transform_math.h); returns the packed float32 output
     and, with a query mask, the uint8 query flags (1 = a query surface voxel)."""
     out = torch.empty(total, dtype=torch.float32, device=src0.device)
-    qflags = torch.zeros(total, dtype=torch.uint8, device=src0.device) if with_query else None
+    qflags = torch.zeros(total, dtype=torch.uint8, device=src0.device) if with_query else None  # zeroed: read outside Q
     if total == 0 or jobs.shape[0] == 0:
         return out, qflags
     D, n = _grid(spatial)
@@ -94,7 +106,7 @@ def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Ten
     a.label_dtype = _kernels.DTYPE_CODES[src0.dtype]
     a.jobs, a.line_start = _kernels.ptr(jobs), _kernels.ptr(line_start)
     a.J = jobs.shape[0]
-    a.lines0, a.lines1, a.lines2 = (int(x) for x in lines)
+    a.lines0, a.lines1, a.lines2, a.lines_query = (int(x) for x in lines)
     a.D = D
     a.n0, a.n1, a.n2 = n
     a.h0, a.h1, a.h2 = [1.0] * (3 - D) + [float(x) for x in spacing]
@@ -104,9 +116,8 @@ def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Ten
     if src0.device.type == "cuda" and D > 1:  # envelope scratch at each line's own slots
         scratch = (torch.empty(total, dtype=torch.int32, device=out.device),
                    torch.empty(total, dtype=torch.float32, device=out.device),
-                   torch.empty(total, dtype=torch.float64, device=out.device),
-                   torch.empty(total, dtype=torch.int32, device=out.device))
-        a.scratch_v, a.scratch_f, a.scratch_zn, a.scratch_zd = (_kernels.ptr(t) for t in scratch)
+                   torch.empty(total, dtype=torch.float64, device=out.device))
+        a.scratch_v, a.scratch_f, a.scratch_z = (_kernels.ptr(t) for t in scratch)
     _C.distance_transform(a, *_kernels.device_args(out))
     # the scratch is freed after the launch is queued: the caching allocator reuses its memory
     # only for work queued later on the same stream.
@@ -129,7 +140,9 @@ def _edt(mask: Tensor, spacing: list[float]) -> Tensor:
     jobs[:, 2] = 1                            # seed_class: True
     jobs[:, 9:12] = torch.tensor(n)           # dims: the whole image
     jobs[:, 12] = torch.arange(B) * S         # out: the dense (B, *spatial) layout
-    lines = [B * S // n[a] for a in range(3)]
+    jobs[:, 16:19] = torch.tensor(n)          # seed box S = query box Q = the whole image
+    jobs[:, 22:25] = torch.tensor(n)
+    lines = [B * S // n[a] for a in range(3)] + [0]
     out, _ = _run_jobs(mask, mask, jobs.to(mask.device), None, lines, spatial, spacing, False, False, B * S)
     return out.view(mask.shape)
 
@@ -144,8 +157,8 @@ def _surface_distance_map(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: 
                           spatial: list[int], spacing: list[float], total: int) -> tuple[Tensor, Tensor]:
     """Metrics' jobs: distance transform of the seed mask's surface in each job's box, read at the
     query mask's surface voxels. src0 / src1: label maps or 0/1 planes (bool / uint8 / int32 /
-    int64), indexed by the jobs; jobs int64 (J, 13); line_start int64 (3, J + 1); lines: the three
-    totals. Returns (float32 (total,) distances, valid where the uint8 (total,) query flags are 1)."""
+    int64), indexed by the jobs; jobs int64 (J, 25) (JOB_COLS); line_start int64 (4, J + 1) prefix
+    sums of job_lines(jobs).t(); lines: the four totals. Returns (float32 (total,) distances, valid where the uint8 (total,) query flags are 1)."""
     if src0.shape != src1.shape:
         raise ValueError(f"surface_distance_map: src0 {tuple(src0.shape)} and src1 {tuple(src1.shape)} differ")
     _check_jobs(jobs, line_start, lines, spatial, total, src0.numel(), "surface_distance_map")
@@ -156,8 +169,8 @@ def _surface_distance_map(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: 
 def _check_jobs(jobs: Tensor, line_start: Tensor, lines, spatial, total: int, src_numel: int, op: str) -> None:
     """The job table must keep every access inside the images and the packed buffer."""
     J = jobs.shape[0]
-    if jobs.dim() != 2 or jobs.shape[1] != len(JOB_COLS) or tuple(line_start.shape) != (3, J + 1):
-        raise ValueError(f"{op}: jobs must be (J, {len(JOB_COLS)}) and line_start (3, J + 1); got "
+    if jobs.dim() != 2 or jobs.shape[1] != len(JOB_COLS) or tuple(line_start.shape) != (4, J + 1):
+        raise ValueError(f"{op}: jobs must be (J, {len(JOB_COLS)}) and line_start (4, J + 1); got "
                          f"{tuple(jobs.shape)} and {tuple(line_start.shape)}")
     if J == 0:
         return
@@ -165,15 +178,18 @@ def _check_jobs(jobs: Tensor, line_start: Tensor, lines, spatial, total: int, sr
     lo, dims, out = jobs[:, 6:9], jobs[:, 9:12], jobs[:, 12]
     size = torch.tensor(n, device=jobs.device)
     vol = dims.prod(1)
-    per_axis = torch.where(dims > 0, vol[:, None] // dims.clamp(min=1), 0)
+    per_axis = job_lines(jobs)
     bad = ((lo < 0) | (dims < 0) | (lo + dims > size)).any(1) | (out < 0) | (out + vol > total)
+    for box in (jobs[:, 13:19], jobs[:, 19:25]):  # S and Q inside U (or empty)
+        empty = (box[:, 3:] <= box[:, :3]).any(1)
+        bad |= ~empty & ((box[:, :3] < lo).any(1) | (box[:, 3:] > lo + dims).any(1))
     planes = jobs[:, [1, 4]]
     bad |= (jobs[:, [0, 3]] < 0).any(1) | (jobs[:, [0, 3]] > 1).any(1)
     bad |= (planes < 0).any(1) | (planes + math.prod(n) > src_numel).any(1)
     bad |= (line_start[:, 1:] - line_start[:, :-1] != per_axis.t()).any(0)
     if bool(bad.any()) or line_start[:, -1].tolist() != [int(x) for x in lines]:
-        raise ValueError(f"{op}: inconsistent job table (boxes outside the image {n}, slices outside the "
-                         f"buffer of {total}, or line counts that do not match the boxes)")
+        raise ValueError(f"{op}: inconsistent job table (boxes outside the image {n} or their box U, "
+                         f"slices outside the buffer of {total}, or line counts that do not match the boxes)")
 
 
 @_surface_distance_map.register_fake
