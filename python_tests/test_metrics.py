@@ -256,6 +256,15 @@ def test_bad_input():
         M.hausdorff(pred.unsqueeze(1), ref.unsqueeze(1))  # label maps given as one-hot
     with pytest.raises(ValueError, match="binary"):
         M.dice(one_hot(pred, 3) * 0.5, one_hot(ref, 3).float())
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.int64):
+        half = one_hot(pred, 3).to(dtype)
+        half[0, 1, 3, 4] = 0.5 if dtype.is_floating_point else 2
+        with pytest.raises(ValueError, match="binary"):  # read in place by the kernel (or checked first)
+            M.hausdorff(half, one_hot(ref, 3).to(dtype))
+    nan = one_hot(pred, 3).float()
+    nan[1, 2, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="binary"):
+        M.average_surface_distance(nan, one_hot(ref, 3).float())
     with pytest.raises(ValueError, match="outside"):
         M.dice(pred, ref, num_classes=2)
     with pytest.raises(ValueError, match="outside"):

@@ -13,6 +13,17 @@
 
 namespace noisyseg {
 
+// Mask sources: label maps or 0/1 planes of bool / uint8 / int32 / int64, or 0/1 floating planes
+// (one-hot float32 / float64 tensors are read as they are).
+template <typename F>
+void dispatch_mask_source(int code, const char* what, F&& f) {
+  switch (code) {
+    case kFloat32: f(Tag<float>{}); return;
+    case kFloat64: f(Tag<double>{}); return;
+    default: dispatch_label(code, what, f);
+  }
+}
+
 inline edt::Grid edt_grid(int64_t D, int64_t n0, int64_t n1, int64_t n2) {
   edt::Grid g;
   g.n[0] = n0; g.n[1] = n1; g.n[2] = n2;
@@ -34,7 +45,7 @@ void distance_transform_run(const EdtArgs& a, const Launch& launch) {
     return edt::LineMap{starts ? starts + pass * (a.J + 1) : nullptr, a.J, lines[pass] / a.J, lines[pass]};
   };
   const int first_axis = 3 - int(a.D);
-  dispatch_label(a.label_dtype, "distance_transform", [&](auto tl) {
+  dispatch_mask_source(a.label_dtype, "distance_transform", [&](auto tl) {
     using L = typename decltype(tl)::type;
     const L* src[2] = {as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)};
     if (qflags) {  // the query surface first: a 1D transform is also the last pass
@@ -57,7 +68,7 @@ void mask_boxes_run(const BoxArgs& a, const Launch& launch) {
   const edt::Grid g = edt_grid(a.D, a.n0, a.n1, a.n2);
   const int64_t per_row = g.n[0] * g.n[1];
   if (a.R == 0 || g.size() == 0) return;
-  dispatch_label(a.label_dtype, "mask_boxes", [&](auto tl) {
+  dispatch_mask_source(a.label_dtype, "mask_boxes", [&](auto tl) {
     using L = typename decltype(tl)::type;
     edt::BoxScan<L> body{{as_ptr<const L>(a.src0), as_ptr<const L>(a.src1)}, as_ptr<const int64_t>(a.rows),
                          as_ptr<int32_t>(a.box), as_ptr<int64_t>(a.flag), a.num_values, g};

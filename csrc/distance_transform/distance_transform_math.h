@@ -112,7 +112,7 @@ template <typename L>
 struct MaskView {
   const L* p;  // the image plane
   int64_t cls;
-  NS_HD bool operator[](int64_t s) const { return int64_t(p[s]) == cls; }
+  NS_HD bool operator[](int64_t s) const { return p[s] == L(cls); }
 };
 
 template <typename L>
@@ -348,7 +348,7 @@ struct LineMap {
 // (source 0/1, offset of the plane, first class, number of classes <= kBoxClasses, first box):
 // line l along axis 2 merges, for each class k present on it, (c0, c1, first x) and (c0, c1, last x)
 // into box[first box + k] = (lo0, lo1, lo2, hi0, hi1, hi2) (inclusive, initialised to INT32_MAX /
-// -1) with atomic min / max. A value outside [0, num_values) is recorded in flag.
+// -1) with atomic min / max. A value outside the integers [0, num_values) is recorded in flag.
 constexpr int kBoxClasses = 32;
 constexpr int kBoxRowCols = 5;
 
@@ -370,8 +370,10 @@ struct BoxScan {
     int32_t first[kBoxClasses], last[kBoxClasses];
     for (int k = 0; k < n_cls; ++k) first[k] = last[k] = -1;
     for (int64_t x = 0; x < g.n[2]; ++x) {
-      const int64_t v = int64_t(p[x]);
-      if (v < 0 || v >= num_values) { record_bad_value(flag, v); continue; }
+      const L raw = p[x];
+      const int64_t v = raw == raw ? int64_t(raw) : int64_t(-1);  // (NaN: never converted)
+      // (raw != L(v): a fractional or NaN value of a floating source; recorded as -1)
+      if (raw != L(v) || v < 0 || v >= num_values) { record_bad_value(flag, raw != L(v) ? -1 : v); continue; }
       const int64_t k = v - first_class;
       if (k >= 0 && k < n_cls) {
         if (first[k] < 0) first[k] = int32_t(x);

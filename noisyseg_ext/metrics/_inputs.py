@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from noisyseg_ext.ops import _checks
-from noisyseg_ext.ops.distance_transform import BOX_CLASSES, LABEL_SOURCE_DTYPES, check_binary
+from noisyseg_ext.ops.distance_transform import BOX_CLASSES, LABEL_SOURCE_DTYPES, PLANE_SOURCE_DTYPES, check_binary
 
 
 def _check_pair(pred, ref, num_classes, op: str, check_range: bool = True) -> None:
@@ -98,7 +98,7 @@ def mask_sources(pred: Tensor, ref: Tensor, *, num_classes: int | None, include_
     if num_classes is not None:
         N, spatial = pred.shape[0], tuple(pred.shape[1:])
         C = num_classes - first
-        if pred.dtype not in LABEL_SOURCE_DTYPES:
+        if pred.dtype not in LABEL_SOURCE_DTYPES or ref.dtype != pred.dtype:
             pred, ref = pred.to(torch.int32), ref.to(torch.int32)
         S = math.prod(spatial)
         offsets = torch.arange(N).repeat_interleave(C) * S
@@ -109,7 +109,9 @@ def mask_sources(pred: Tensor, ref: Tensor, *, num_classes: int | None, include_
         rows = torch.stack([which, n * S, first + k, (C - k).clamp(max=BOX_CLASSES), (which * N + n) * C + k], 1)
         num_values = num_classes
     else:
-        pred, ref = check_binary("pred", pred, op), check_binary("ref", ref, op)
+        if pred.dtype not in PLANE_SOURCE_DTYPES or ref.dtype != pred.dtype:
+            pred, ref = check_binary("pred", pred, op), check_binary("ref", ref, op)
+        # else read as they are: the box kernel checks that every value is 0 or 1
         N, C_all, spatial = pred.shape[0], pred.shape[1], tuple(pred.shape[2:])
         C = max(C_all - first, 0)
         S = math.prod(spatial)

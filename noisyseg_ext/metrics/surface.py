@@ -23,7 +23,7 @@ from torch import Tensor
 
 from noisyseg_ext.metrics._inputs import MaskSources, check_label_range, mask_sources
 from noisyseg_ext.ops import _kernels, reference
-from noisyseg_ext.ops.distance_transform import job_lines, normalize_spacing
+from noisyseg_ext.ops.distance_transform import check_binary, job_lines, normalize_spacing
 
 HAUSDORFF_MODES = ("max", "pooled", "directed")
 
@@ -54,8 +54,10 @@ class SurfaceDistances:
                                                   src.num_values)
         bad = _kernels.flagged_value(flag)
         if bad is not None:
-            raise ValueError(f"{src.op}: pred or ref holds {'class ' if src.label_maps else 'value '}{bad}, "
-                             f"outside [0, {src.num_values})")
+            if src.label_maps:
+                raise ValueError(f"{src.op}: pred or ref holds class {bad}, outside [0, {src.num_values})")
+            raise ValueError(f"{src.op}: one-hot pred and ref must be binary (only 0 and 1); found "
+                             f"{'a fractional or NaN value' if bad == -1 else bad}")
         box = box.to(torch.int64)
         empty = box[:, 3] < 0
         self.pred_empty, self.ref_empty = empty[:B], empty[B:]
@@ -94,6 +96,9 @@ class SurfaceDistances:
         if src.label_maps:
             check_label_range(src.pred, "pred", src.num_values, src.op)
             check_label_range(src.ref, "ref", src.num_values, src.op)
+        else:
+            check_binary("pred", src.pred, src.op)
+            check_binary("ref", src.ref, src.op)
         B, S = src.offsets.numel(), int(math.prod(src.spatial))
         self.B = B
         flat_p, flat_g = src.pred.reshape(-1), src.ref.reshape(-1)

@@ -86,6 +86,7 @@ def job_lines(jobs: Tensor) -> Tensor:
     q = (jobs[:, 22:25] - jobs[:, 19:22]).clamp(min=0)
     return torch.stack([q[:, 1] * q[:, 2], s[:, 0] * q[:, 2], s[:, 0] * s[:, 1], q[:, 0] * q[:, 1]], 1)
 LABEL_SOURCE_DTYPES = (torch.bool, torch.uint8, torch.int32, torch.int64)
+PLANE_SOURCE_DTYPES = LABEL_SOURCE_DTYPES + (torch.float32, torch.float64)  # 0/1 one-hot planes
 
 
 BOX_CLASSES = 32  # classes one mask_boxes row scans at once (kBoxClasses)
