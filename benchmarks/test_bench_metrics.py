@@ -5,9 +5,10 @@ Masks: per image, a large irregular blob (class 1, an "organ") and a smaller one
 The prediction is the reference's blobs moved / resized a little, plus a few small false-positive
 specks. Two foreground classes are scored per image (include_background=False everywhere).
 
-Each library gets its own input format of the same masks: label maps for noisyseg_ext (also timed
-on MONAI's one-hot input), one-hot float tensors for MONAI, per-(image, class) numpy bool arrays
-for medpy (a Python loop, as a user of medpy writes it).
+Each library gets its own input format of the same masks: uint8 label maps for noisyseg_ext (also
+timed on MONAI's input), contiguous one-hot float32 (N, 3, *spatial) tensors for MONAI, per-(image,
+class) numpy bool arrays for medpy (a Python loop, as a user of medpy writes it). Every benchmark
+also checks that its numbers match ours (medpy's hd95 against our mode="pooled").
 
     pytest benchmarks/test_bench_metrics.py --benchmark-only --benchmark-columns=median,min,rounds
 """
@@ -54,7 +55,8 @@ def data(case):
         n, shape = CASES[case]
         ref = blob_labels(n, shape, seed=1)
         pred = blob_labels(n, shape, seed=1, perturb=True)
-        onehot = [torch.nn.functional.one_hot(t.long(), NUM_CLASSES).movedim(-1, 1).float() for t in (pred, ref)]
+        onehot = [torch.nn.functional.one_hot(t.long(), NUM_CLASSES).movedim(-1, 1).float().contiguous()
+                  for t in (pred, ref)]
         _CACHE[case] = pred, ref, onehot[0], onehot[1]
     return _CACHE[case]
 
