@@ -268,8 +268,9 @@ def average_surface_distance(pred: Tensor, ref: Tensor, *, symmetric: bool = Fal
     ``symmetric=False``: ASD, the mean distance from the prediction surface to the reference
     surface (directed, as medpy's ``asd(pred, ref)`` and MONAI's SurfaceDistanceMetric);
     ``symmetric=True``: ASSD, the mean of both directions' distances pooled,
-    (sum d(p, S_G) + sum d(g, S_P)) / (|S_P| + |S_G|) (medpy's ``assd``, MONAI's
-    ``symmetric=True``).
+    (sum d(p, S_G) + sum d(g, S_P)) / (|S_P| + |S_G|) (medpy 0.5's ``assd``, MONAI's
+    ``symmetric=True``; medpy 0.4 averaged the two directed means instead, which differs when
+    the surfaces differ in size).
 
     Surfaces, inputs, ``num_classes``, ``include_background`` (default False), ``spacing`` and
     ``empty_penalty`` (exactly one mask empty -> +inf or the chosen value; both empty -> NaN)
