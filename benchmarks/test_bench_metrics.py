@@ -121,3 +121,29 @@ def test_medpy(benchmark, case, metric):
     expected = ours(metric, pred, ref) if metric == "assd" else \
         M.hausdorff(pred, ref, num_classes=NUM_CLASSES, percentile=95, mode="pooled")  # medpy pools
     torch.testing.assert_close(torch.tensor(out, dtype=torch.float32), expected, rtol=1e-5, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# the distance transform alone: noisyseg_ext.distance_transform vs scipy, image by image
+
+@pytest.fixture(scope="module")
+def edt_masks():
+    pred, _, _, _ = data("3d_4x128^3")
+    return pred == 1  # (4, 128, 128, 128) bool: distance to the organ, everywhere
+
+
+def test_edt_noisyseg(benchmark, edt_masks):
+    import noisyseg_ext
+
+    benchmark.group = "distance_transform 4x128^3 spacing (1.5, 0.8, 0.8)"
+    out = benchmark.pedantic(noisyseg_ext.distance_transform, args=(edt_masks,),
+                             kwargs={"spacing": (1.5, 0.8, 0.8)}, rounds=5, iterations=1, warmup_rounds=1)
+    assert out.shape == edt_masks.shape
+
+
+def test_edt_scipy(benchmark, edt_masks):
+    benchmark.group = "distance_transform 4x128^3 spacing (1.5, 0.8, 0.8)"
+    masks = edt_masks.numpy()
+    out = benchmark.pedantic(lambda: [ndi.distance_transform_edt(~m, sampling=(1.5, 0.8, 0.8)) for m in masks],
+                             rounds=2, iterations=1)
+    assert len(out) == 4
