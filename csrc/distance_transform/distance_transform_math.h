@@ -136,31 +136,59 @@ NS_HD bool surface_at(const Mask& m, const Grid& g, const int64_t lo[3], const i
   return false;
 }
 
-// The seed flag of voxel x of a line along axis 2 (the job's mask or its surface).
-template <typename L>
-struct SeedOnLine {
-  MaskView<L> m;
-  const Grid* g;
-  int64_t lo[3], hi[3], c0, c1, row, x0;  // row = flat index of (c0, c1, 0); x0 = the line's start
-  bool surface;
-
-  NS_HD bool operator()(int64_t x) const {
-    if (!surface) return m[row + x0 + x];
-    const int64_t c[3] = {c0, c1, x0 + x};
-    return surface_at(m, *g, lo, hi, c, row + x0 + x);
+// Marks the n voxels (c0, c1, x0 .. x0 + n - 1) of a row along axis 2: out[i] = on where the voxel
+// is set (surface = false) or on the mask's surface (surface = true, as surface_at with the box
+// [lo, hi) holding every set voxel), off elsewhere. Written as one branch-free loop over the row and
+// its 4 neighbouring rows so that the compiler vectorises it; the box edges along axis 2 are fixed
+// up after it (no read outside the box).
+template <typename L, typename T>
+NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], const int64_t hi[3], int64_t c0,
+                    int64_t c1, int64_t x0, int64_t n, bool surface, T on, T off, T* out) {
+  const L cls = L(m.cls);
+  const L* row = m.p + c0 * g.stride(0) + c1 * g.stride(1);
+  if (!surface) {
+    for (int64_t i = 0; i < n; ++i) out[i] = row[x0 + i] == cls ? on : off;
+    return;
   }
-};
+  // Neighbouring rows along axes 0 and 1: a real axis' row outside the box is background
+  // (use = 1, ok = 0: never interior); a padding axis has no neighbours (use = 0: ignored).
+  const L* nb[4];
+  bool use[4], ok[4];
+  const int64_t c[2] = {c0, c1};
+  for (int k = 0; k < 4; ++k) {
+    const int a = k / 2;
+    const int64_t step = (k % 2) ? 1 : -1;
+    use[k] = a >= 3 - g.D;
+    ok[k] = use[k] && c[a] + step >= lo[a] && c[a] + step < hi[a];
+    nb[k] = ok[k] ? row + step * g.stride(a) : row;  // row: a safe dummy when not ok
+  }
+  const bool need0 = use[0] && !ok[0], need1 = use[1] && !ok[1], need2 = use[2] && !ok[2], need3 = use[3] && !ok[3];
+  const bool blocked = need0 || need1 || need2 || need3;  // a neighbour row is background: no interior
+  const int64_t in0 = x0 > lo[2] ? x0 : lo[2] + 1;                 // voxels with both x neighbours
+  const int64_t in1 = x0 + n < hi[2] - 1 ? x0 + n : hi[2] - 1;     // inside the box
+  for (int64_t x = in0; x < in1; ++x) {
+    const bool set = row[x] == cls;
+    // (bitwise & and |, not && and ||: no branches, so the loop vectorises)
+    const bool inner = !blocked & (row[x - 1] == cls) & (row[x + 1] == cls) &
+                       (!use[0] | (nb[0][x] == cls)) & (!use[1] | (nb[1][x] == cls)) &
+                       (!use[2] | (nb[2][x] == cls)) & (!use[3] | (nb[3][x] == cls));
+    out[x - x0] = (set && !inner) ? on : off;
+  }
+  // the box edges along axis 2 (neighbour outside = background: set means surface)
+  for (int64_t x = x0; x < x0 + n && x < in0; ++x) out[x - x0] = row[x] == cls ? on : off;
+  for (int64_t x = in1 > x0 ? in1 : x0; x < x0 + n; ++x) out[x - x0] = row[x] == cls ? on : off;
+}
 
 // First pass (along the contiguous axis): squared distance (h = spacing) from each of the n
 // elements of a line to the nearest seed on the same line, +inf when the line has none; the
-// distance itself when take_root (1D images). keep (or null): the final values matter only where
-// keep[q] != 0 (elsewhere the buffer keeps the forward sweep's step counts).
-template <typename Seed>
-NS_HD void seed_line(const Seed& seed, float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
+// distance itself when take_root (1D images). On entry out[q] = 0 at the seeds (mark_row), +inf
+// elsewhere. keep (or null): the final values matter only where keep[q] != 0 (elsewhere the buffer
+// keeps the forward sweep's step counts).
+NS_HD void seed_line(float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
   const float inf = ns_inf<float>();
   int64_t last = -1;  // forward sweep: steps back to the last seed (exact small integers)
   for (int64_t q = 0; q < n; ++q) {
-    if (seed(q)) last = q;
+    if (out[q] == 0.0f) last = q;
     out[q] = last < 0 ? inf : float(q - last);
   }
   int64_t next = -1;  // backward sweep: steps on to the next seed, then scale
@@ -262,16 +290,11 @@ struct SeedPass {
     const Job b(job);
     int64_t c[3], h0, h1;
     const int64_t base = b.line(2, l, c, h0, h1);
-    SeedOnLine<L> seed;
-    seed.m = job_mask(src, job, kSeedWhich);
-    seed.g = &g;
-    for (int a = 0; a < 3; ++a) { seed.lo[a] = b.lo[a]; seed.hi[a] = b.lo[a] + b.d[a]; }
-    seed.c0 = c[0];
-    seed.c1 = c[1];
-    seed.row = c[0] * g.stride(0) + c[1] * g.stride(1);
-    seed.x0 = h0;
-    seed.surface = surface;
-    seed_line(seed, out + base, h1 - h0, h, take_root, (take_root && qflags) ? qflags + base : nullptr);
+    int64_t lo[3], hi[3];
+    for (int a = 0; a < 3; ++a) { lo[a] = b.lo[a]; hi[a] = b.lo[a] + b.d[a]; }
+    mark_row(job_mask(src, job, kSeedWhich), g, lo, hi, c[0], c[1], h0, h1 - h0, surface, 0.0f,
+             ns_inf<float>(), out + base);
+    seed_line(out + base, h1 - h0, h, take_root, (take_root && qflags) ? qflags + base : nullptr);
   }
 };
 
@@ -288,16 +311,10 @@ struct QueryPass {
     const Job b(job);
     int64_t c[3], h0, h1;
     const int64_t base = b.line(kQueryPass, l, c, h0, h1);
-    SeedOnLine<L> query;
-    query.m = job_mask(src, job, kQueryWhich);
-    query.g = &g;
-    for (int a = 0; a < 3; ++a) { query.lo[a] = b.lo[a]; query.hi[a] = b.lo[a] + b.d[a]; }
-    query.c0 = c[0];
-    query.c1 = c[1];
-    query.row = c[0] * g.stride(0) + c[1] * g.stride(1);
-    query.x0 = h0;
-    query.surface = true;
-    for (int64_t x = 0; x < h1 - h0; ++x) qflags[base + x] = uint8_t(query(x));
+    int64_t lo[3], hi[3];
+    for (int a = 0; a < 3; ++a) { lo[a] = b.lo[a]; hi[a] = b.lo[a] + b.d[a]; }
+    mark_row(job_mask(src, job, kQueryWhich), g, lo, hi, c[0], c[1], h0, h1 - h0, true, uint8_t(1), uint8_t(0),
+             qflags + base);
   }
 };
 
