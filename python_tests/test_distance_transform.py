@@ -188,5 +188,5 @@ def test_torch_compile_fullgraph():
 
     gen = torch.Generator().manual_seed(4)
     mask = random_mask((2, 11, 13), 0.1, gen)
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    compiled = torch.compile(f, fullgraph=True)  # inductor around the opaque custom ops
     assert torch.equal(compiled(mask), f(mask))
