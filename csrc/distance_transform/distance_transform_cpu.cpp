@@ -1,0 +1,43 @@
+#include <vector>
+
+#include "distance_transform_launch.h"
+
+namespace noisyseg {
+namespace {
+
+// CPU policy: OpenMP over chunks of lines, each chunk with its own envelope scratch. Lines differ
+// in length (boxes differ in size) and every pass ends in a barrier, so chunks are handed out
+// dynamically: a thread that is slow (or descheduled on a busy machine) holds up nobody. No
+// reductions happen here, so results do not depend on the schedule.
+struct EdtCpuLauncher : CpuLauncher {
+  template <typename Body>
+  void lines(const edt::LineMap& map, int64_t max_len, const Body& body) const {
+    const int64_t grain = 32;
+    const int64_t chunks = (map.total + grain - 1) / grain;
+    const size_t len = size_t(max_len > 0 ? max_len : 1);
+#pragma omp parallel if (chunks > 1)
+    {
+      std::vector<int32_t> v(len);
+      std::vector<float> fv(len);
+      std::vector<double> z(len);
+      const edt::Scratch s{v.data(), fv.data(), z.data(), 1};
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t end = (c + 1) * grain < map.total ? (c + 1) * grain : map.total;
+        for (int64_t t = c * grain; t < end; ++t) {
+          int64_t j, l;
+          map.locate(t, j, l);  // a binary search over the jobs: small next to a line's work
+          body(j, l, s);
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+void distance_transform_cpu(const EdtArgs& a) { distance_transform_run(a, EdtCpuLauncher{}); }
+void mask_boxes_cpu(const BoxArgs& a) { mask_boxes_run(a, EdtCpuLauncher{}); }
+void mask_surface_cpu(const SurfaceArgs& a) { mask_surface_run(a, CpuLauncher{}); }
+
+}  // namespace noisyseg
