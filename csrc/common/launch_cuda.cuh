@@ -16,17 +16,10 @@ __device__ __forceinline__ A warp_sum(A v) {
   return v;
 }
 
-template <int K, typename A, typename Body>
-__global__ __launch_bounds__(kThreads) void rows_cols_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, Body body) {
-  const int64_t n = rows * cols;
-  const int64_t part = blockIdx.x;
-  const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
-  A acc[4] = {0, 0, 0, 0};
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const int64_t row = i / cols;
-    const Sums4<A> r = run_body<A>(body, row, i - row * cols, i);
-    acc[0] += r.s0; acc[1] += r.s1; acc[2] += r.s2; acc[3] += r.s3;
-  }
+// Sums each of the block's K per-thread values and writes them to partials[part * K + k] (as
+// double); every thread of the block must call it.
+template <int K, typename A>
+__device__ __forceinline__ void block_write_partials(const A* acc, double* partials, int64_t part) {
   if (K == 0 || partials == nullptr) return;
   __shared__ A shared[K > 0 ? K : 1][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
@@ -44,6 +37,20 @@ __global__ __launch_bounds__(kThreads) void rows_cols_kernel(int64_t rows, int64
       if (lane == 0) partials[part * K + k] = double(v);
     }
   }
+}
+
+template <int K, typename A, typename Body>
+__global__ __launch_bounds__(kThreads) void rows_cols_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, Body body) {
+  const int64_t n = rows * cols;
+  const int64_t part = blockIdx.x;
+  const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
+  A acc[4] = {0, 0, 0, 0};
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const int64_t row = i / cols;
+    const Sums4<A> r = run_body<A>(body, row, i - row * cols, i);
+    acc[0] += r.s0; acc[1] += r.s1; acc[2] += r.s2; acc[3] += r.s3;
+  }
+  block_write_partials<K>(acc, partials, part);
 }
 
 template <int K, typename A, typename Body>

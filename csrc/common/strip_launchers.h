@@ -137,23 +137,7 @@ __global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double*
     for (int64_t pass = 0; pass < passes; ++pass)
       body.template strip<1>(pass, row, i - row * cols, i, 1, acc);
   }
-  if (K == 0 || partials == nullptr) return;
-  __shared__ A shared[K > 0 ? K : 1][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    A v = warp_sum(acc[k]);
-    if (lane == 0) shared[k][warp] = v;
-  }
-  __syncthreads();
-  if (warp == 0) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      A v = lane < warps ? shared[k][lane] : A(0);
-      v = warp_sum(v);
-      if (lane == 0) partials[part * K + k] = double(v);
-    }
-  }
+  block_write_partials<K>(acc, partials, part);
 }
 
 // The device twin of OnePass (held by value: kernel arguments are copied to the device).
