@@ -227,12 +227,15 @@ def test_fallback_reference_path(monkeypatch):
 
 @pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("labels", [False, True])
-def test_cuda_per_element_math_on_cpu(monkeypatch, ndim, labels):
+@pytest.mark.parametrize("one_launch", [False, True], ids=["cpu_plan", "cuda_plan"])
+def test_cuda_per_element_math_on_cpu(monkeypatch, ndim, labels, one_launch):
     """The CUDA kernel's per-element function (stencil_at), run by the CPU kernel, against scipy:
-    checks the code the GPU runs on a machine without one (row-decomposed planes included)."""
+    checks the code the GPU runs on a machine without one, with the CPU's decomposed plan
+    (row-decomposed planes included) and with CUDA's plan (one direct stencil per iteration)."""
     from noisyseg_ext.ops import morphology
 
     monkeypatch.setattr(morphology, "_CPU_PER_ELEMENT", True)
+    monkeypatch.setattr(morphology, "_ONE_LAUNCH_PER_ITERATION", one_launch)
     x = random_labels(SHAPES[ndim], gen_seed=4) if labels else random_masks(SHAPES[ndim], gen_seed=4)
     for structure, radius, iterations in CASES:
         s = structure_tensor(structure, radius, ndim)
@@ -240,3 +243,16 @@ def test_cuda_per_element_math_on_cpu(monkeypatch, ndim, labels):
             out = getattr(noisyseg_ext, op)(x, radius, structure=structure, iterations=iterations)
             expected = scipy_labels(x, op, s, iterations) if labels else scipy_binary(x, op, s, iterations)
             assert torch.equal(out, expected.to(x.dtype)), (structure, radius, iterations, op)
+
+
+def test_cuda_plan_is_one_launch_per_iteration():
+    """On CUDA a cross or ball iteration is one stencil (one launch); the box stays separable."""
+    from noisyseg_ext.ops.morphology import _plan
+
+    for structure in ("cross", "ball"):
+        stencils, repeats = _plan(structure, 3, 2, 3, erode=False, direct=True)
+        assert len(stencils) == 1 and repeats == 2
+    stencils, repeats = _plan("cross", 3, 2, 3, erode=False, direct=False)
+    assert len(stencils) == 1 and repeats == 6  # CPU: radius-1 passes
+    stencils, repeats = _plan("box", 3, 2, 3, erode=False, direct=True)
+    assert len(stencils) == 3 and repeats == 1

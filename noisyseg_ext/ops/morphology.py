@@ -11,8 +11,10 @@ Speed comes from decomposing the named structures (exact, see the header): ``"cr
 is r passes of the radius-1 cross, ``"box"`` is one 1D pass per axis (all iterations at once),
 ``"ball"`` and explicit structures are one stencil per iteration, run either directly or (when it
 reads fewer elements, e.g. a ball) as 1D window passes along the last axis, one per distinct
-window, plus one pass over the structure's rows. Each pass is one kernel launch on CUDA and a loop
-over image lines on the CPU (OpenMP for large passes).
+window, plus one pass over the structure's rows. Each pass is a loop over image lines on the CPU
+(OpenMP for large passes). On CUDA every cross, ball or explicit-structure iteration is one direct
+stencil, i.e. one launch per iteration (the box keeps its ndim separable launches for all
+iterations together).
 """
 
 from __future__ import annotations
@@ -90,12 +92,16 @@ def _axis_pass(ndim: int, axis: int, lo: int, hi: int) -> list[list[int]]:
     return out
 
 
-def _plan(structure: Structure, radius: int, iterations: int, ndim: int, erode: bool):
+def _plan(structure: Structure, radius: int, iterations: int, ndim: int, erode: bool, direct: bool = False):
     """Decomposes (structure, radius, iterations) into (stencils, repeats): every stencil is a list
-    of [dd, dh, dw] offsets; the whole list of stencils is applied ``repeats`` times."""
+    of [dd, dh, dw] offsets; the whole list of stencils is applied ``repeats`` times. ``direct``
+    (CUDA): a cross of radius r is one stencil per iteration, not r passes of the radius-1 cross, so
+    that an iteration is one launch (the box stays separable: ndim launches for all iterations)."""
     if isinstance(structure, str):
         if radius == 0:
             return [], 0
+        if structure == "cross" and direct:
+            return [[_to_dhw(o) for o in named_offsets("cross", radius, ndim)]], iterations
         if structure == "cross":
             cross = [_to_dhw(o) for o in named_offsets("cross", 1, ndim)]
             return [cross], radius * iterations
@@ -155,10 +161,11 @@ def _row_runs(offsets: list[list[int]]):
 
 def _compile_stencil(offsets: list[list[int]], device: torch.device):
     """[(offsets (K, 4) int32 tensor on device, writes a plane index or None)]: the launches of one
-    stencil application. Direct: one launch. Row-decomposed: one launch per window, then the rows."""
+    stencil application. Direct: one launch. Row-decomposed (CPU only, where it reads fewer
+    elements): one launch per window, then the rows."""
     def t(rows):
         return torch.tensor(rows, dtype=torch.int32).view(-1, 4).to(device)
-    split = _row_runs(offsets)
+    split = None if _one_launch_per_iteration(device) else _row_runs(offsets)
     if split is None:
         return [(t([[0, *o] for o in offsets]), None)]
     windows, row_offsets = split
@@ -169,6 +176,13 @@ def _compile_stencil(offsets: list[list[int]], device: torch.device):
 # Tests set this to run the CPU kernel with the CUDA kernel's per-element math (stencil_at)
 # instead of the line-wise loop, so that the code CUDA runs is checked on machines without a GPU.
 _CPU_PER_ELEMENT = False
+# None: CUDA plans one launch per iteration (direct stencils), the CPU decomposes; tests set True
+# to check the CUDA plan on the CPU.
+_ONE_LAUNCH_PER_ITERATION = None
+
+
+def _one_launch_per_iteration(device: torch.device) -> bool:
+    return device.type == "cuda" if _ONE_LAUNCH_PER_ITERATION is None else _ONE_LAUNCH_PER_ITERATION
 
 
 def _stencil(src: Tensor, dst: Tensor, offs: Tensor, is_max: bool, plane: int) -> None:
@@ -283,7 +297,8 @@ def _apply(op: str, masks: Tensor, radius: int, structure: Structure, iterations
     if not _kernels.use_kernel(op, masks.device):
         full = structure if isinstance(structure, Tensor) else structure_tensor(structure, radius, ndim)
         return reference.morphology(masks, full, iterations, erode=erode)
-    stencils, repeats = _plan(structure, radius, iterations, ndim, erode)
+    stencils, repeats = _plan(structure, radius, iterations, ndim, erode,
+                              direct=_one_launch_per_iteration(masks.device))
     offsets = [v for s in stencils for o in s for v in o]
     return torch.ops.noisyseg.morphology(masks, offsets, [len(s) for s in stencils], repeats, erode)
 
