@@ -18,7 +18,7 @@ NS_HD A ns_inf() { return std::numeric_limits<A>::infinity(); }
 
 // max that propagates NaN (std::fmax drops it; torch propagates it).
 template <typename A>
-NS_HD A nan_max(A a, A b) { return ((b > a) | (b != b)) ? b : a; }
+NS_HD A nan_max(A a, A b) { return (b > a || b != b) ? b : a; }
 
 // ns_exp / ns_log (accurate on the device, vectorisable on the host) live in vec_math.h.
 
