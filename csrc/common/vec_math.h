@@ -45,6 +45,8 @@ NS_HD double vsel(bool c, double a, double b) {
 #if !defined(__CUDA_ARCH__)
 // Host float exp/log: branch-free Cephes polynomials (about 1 ulp), inlined so that loops over
 // pixels can vectorise; glibc's expf/logf are opaque calls that cost most of a CPU kernel's time.
+// Signed bit casts of their own (not scalar_types.h's unsigned ones): with those the vectorised
+// weighted_ce forward measured 1.4x slower.
 NS_HD float ns_bits_float(int32_t i) { float f; __builtin_memcpy(&f, &i, 4); return f; }
 NS_HD int32_t ns_float_bits(float f) { int32_t i; __builtin_memcpy(&i, &f, 4); return i; }
 

@@ -10,7 +10,7 @@ struct WceArgs {
   uintptr_t x = 0, target = 0, weight = 0;  // weight 0: all weights 1
   int64_t N = 0, C = 0, S = 0, ignore_index = -100, parts = 1;
   // forward
-  uintptr_t loss_map = 0, partials = 0, flag = 0;  // partials: (parts, 4) doubles
+  uintptr_t loss_map = 0, partials = 0;  // partials: (parts, 4) doubles
   // backward and double backward
   uintptr_t g = 0, gws = 0, ggx = 0, ggw = 0;
   int64_t g_stride = 1;

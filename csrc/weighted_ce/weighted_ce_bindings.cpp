@@ -16,7 +16,6 @@ NOISYSEG_REGISTER_BINDINGS(weighted_ce) {
       .def_readwrite("N", &WceArgs::N).def_readwrite("C", &WceArgs::C).def_readwrite("S", &WceArgs::S)
       .def_readwrite("ignore_index", &WceArgs::ignore_index).def_readwrite("parts", &WceArgs::parts)
       .def_readwrite("loss_map", &WceArgs::loss_map).def_readwrite("partials", &WceArgs::partials)
-      .def_readwrite("flag", &WceArgs::flag)
       .def_readwrite("g", &WceArgs::g).def_readwrite("gws", &WceArgs::gws)
       .def_readwrite("ggx", &WceArgs::ggx).def_readwrite("ggw", &WceArgs::ggw)
       .def_readwrite("g_stride", &WceArgs::g_stride)
