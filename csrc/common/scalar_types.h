@@ -126,4 +126,12 @@ decltype(auto) dispatch_label(int code, const char* what, F&& f) {
   throw std::invalid_argument(std::string(what) + ": unsupported label dtype code " + std::to_string(code));
 }
 
+// Calls f(Tag<T>{}, Tag<L>{}) for a floating dtype code and a label dtype code.
+template <typename F>
+void dispatch_floating_label(int code, int label_code, const char* what, F&& f) {
+  dispatch_floating(code, what, [&](auto tf) {
+    dispatch_label(label_code, what, [&](auto tl) { f(tf, tl); });
+  });
+}
+
 }  // namespace noisyseg

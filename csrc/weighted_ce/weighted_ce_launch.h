@@ -27,10 +27,8 @@ void dispatch_bool(bool b, F&& f) {
 // Calls f(Tag<T>, Tag<L>, integral_constant<CC>) for the argument struct's dtypes and class count.
 template <typename F>
 void wce_dispatch(const WceArgs& a, const char* what, F&& f) {
-  dispatch_floating(a.dtype, what, [&](auto tf) {
-    dispatch_label(a.label_dtype, what, [&](auto tl) {
-      dispatch_classes(a.C, [&](auto cc) { f(tf, tl, cc); });
-    });
+  dispatch_floating_label(a.dtype, a.label_dtype, what, [&](auto tf, auto tl) {
+    dispatch_classes(a.C, [&](auto cc) { f(tf, tl, cc); });
   });
 }
 
