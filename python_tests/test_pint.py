@@ -302,12 +302,28 @@ def test_opcheck(device):
     mu, u, _ = reference.mc_uncertainty(x.double())
     gate_vec = torch.tensor([1.0, 0.0], device=device, dtype=torch.float64)
     for want_map in (False, True):
-        torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd,
-                              (s, target, mu, u, gate_vec, 0.9, 0.5, -100, want_map))
-    torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd, (s, target, mu, u, None, None, 1.0, -100, False))
-    gate = torch.rand(2, 4, 5, device=device) < 0.5
-    torch.library.opcheck(torch.ops.noisyseg.pint_loss_bwd,
-                          (torch.randn(2, 4, 5, device=device, dtype=torch.float64), s.detach(), target, mu, gate, 0.5, -100))
+        for want_grad in (False, True):
+            torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd,
+                                  (s, target, mu, u, gate_vec, 0.9, 0.5, -100, want_map, want_grad))
+    torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd, (s, target, mu, u, None, None, 1.0, -100, False, True))
+    dloss = torch.randn(2, 3, 4, 5, device=device)
+    for g in (torch.randn(2, 4, 5, device=device), torch.tensor(0.5, device=device)):
+        torch.library.opcheck(torch.ops.noisyseg.pint_loss_bwd, (g, dloss, s.detach().half()))
+
+
+@pytest.mark.parametrize("want_map", [False, True])
+def test_forward_without_want_grad_still_differentiable(device, want_map):
+    """The op writes d loss / d s in the forward when asked; without it the backward recomputes."""
+    s = torch.randn(2, 3, 4, 5, device=device, dtype=torch.float64, requires_grad=True)
+    target = make_target(2, (4, 5), 3, device)
+    mu, u, _ = reference.mc_uncertainty(torch.randn(3, 2, 3, 4, 5, device=device, dtype=torch.float64))
+    gate_vec = torch.tensor([1.0, 0.0], device=device, dtype=torch.float64)
+    grads = []
+    for want_grad in (False, True):
+        out = torch.ops.noisyseg.pint_loss_fwd(s, target, mu, u, gate_vec, 0.9, 0.5, -100, want_map, want_grad)
+        assert out[4].numel() == (s.numel() if want_grad else 0)
+        grads.append(torch.autograd.grad(out[0].sum(), s)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])

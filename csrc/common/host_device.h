@@ -1,10 +1,14 @@
-// Marks the math shared by the CPU and the CUDA launchers: one definition, compiled by both.
+// Marks the math shared by the CPU and the CUDA launchers: one definition, compiled by both, and
+// always inlined into the launcher's loop on both sides. On the host this is what lets the strip
+// loops vectorise: GCC's heuristics otherwise leave bigger helpers (StripExp::init, the strip
+// bodies) as calls, and a call inside a strip loop keeps the loop scalar (measured: the PINT
+// forward ran 21 ns a pixel instead of 2).
 #pragma once
 
 #if defined(__CUDACC__)
 #define NS_HD __host__ __device__ __forceinline__
 #else
-#define NS_HD inline
+#define NS_HD inline __attribute__((always_inline))
 #endif
 
 #include <cstdint>

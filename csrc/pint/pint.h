@@ -17,22 +17,19 @@ struct PintArgs {
   uintptr_t mu = 0, image_gate = 0, gate = 0, loss_map = 0;
   double pixel_threshold = 0.0, weight = 1.0;
   bool has_pixel_threshold = false;
-  // backward: upstream gradient (per pixel, or a scalar with stride 0) and the result
-  uintptr_t up = 0, grad_x = 0;
-  int64_t up_stride = 1;
+  // d loss / d student scores (N, C, S) in the accumulation dtype, written by the forward; 0 = not wanted
+  uintptr_t dloss = 0;
 };
 
 void pint_mc_stacked_cpu(const PintArgs& a);
 void pint_mc_accumulate_cpu(const PintArgs& a);
 void pint_mc_finalize_cpu(const PintArgs& a);
 void pint_loss_forward_cpu(const PintArgs& a);
-void pint_loss_backward_cpu(const PintArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void pint_mc_stacked_cuda(const PintArgs& a, uintptr_t stream);
 void pint_mc_accumulate_cuda(const PintArgs& a, uintptr_t stream);
 void pint_mc_finalize_cuda(const PintArgs& a, uintptr_t stream);
 void pint_loss_forward_cuda(const PintArgs& a, uintptr_t stream);
-void pint_loss_backward_cuda(const PintArgs& a, uintptr_t stream);
 #endif
 
 }  // namespace noisyseg

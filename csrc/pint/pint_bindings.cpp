@@ -18,8 +18,7 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
       PINT_FIELD(ignore_index) PINT_FIELD(parts) PINT_FIELD(sums) PINT_FIELD(mean) PINT_FIELD(u)
       PINT_FIELD(first) PINT_FIELD(normalize) PINT_FIELD(count) PINT_FIELD(mu) PINT_FIELD(image_gate)
       PINT_FIELD(gate) PINT_FIELD(loss_map) PINT_FIELD(pixel_threshold)
-      PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(up) PINT_FIELD(grad_x)
-      PINT_FIELD(up_stride);
+      PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(dloss);
 
   const auto release = py::call_guard<py::gil_scoped_release>();
 #define PINT_DEF(pyname, fn)                                                                   \
@@ -31,7 +30,6 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
   PINT_DEF("pint_mc_accumulate", pint_mc_accumulate);
   PINT_DEF("pint_mc_finalize", pint_mc_finalize);
   PINT_DEF("pint_loss_forward", pint_loss_forward);
-  PINT_DEF("pint_loss_backward", pint_loss_backward);
 #undef PINT_DEF
 
   // Which CPU code path the strip kernels take (used by tests to cover both).

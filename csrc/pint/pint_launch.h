@@ -63,24 +63,10 @@ void pint_loss_forward(const PintArgs& a, const Launch& launch) {
     using A = acc_t<T>;
     pint::LossForward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
                                  as_ptr<const A>(a.u), as_ptr<const A>(a.image_gate), as_ptr<uint8_t>(a.gate),
-                                 as_ptr<T>(a.loss_map), as_ptr<int64_t>(a.flag),
+                                 as_ptr<T>(a.loss_map), as_ptr<A>(a.dloss), as_ptr<int64_t>(a.flag),
                                  a.C, a.S, a.ignore_index, A(a.pixel_threshold), A(a.weight),
                                  a.has_pixel_threshold};
     launch.template strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
-  });
-}
-
-template <typename Launch>
-void pint_loss_backward(const PintArgs& a, const Launch& launch) {
-  dispatch_floating_label(a.dtype, a.label_dtype, "pint_loss_backward", [&](auto tf, auto tl) {
-    using T = typename decltype(tf)::type;
-    using L = typename decltype(tl)::type;
-    using A = acc_t<T>;
-    pint::LossBackward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
-                                  as_ptr<const uint8_t>(a.gate),
-                                  as_ptr<const A>(a.up), a.up_stride, as_ptr<T>(a.grad_x),
-                                  a.C, a.S, a.ignore_index, A(a.weight)};
-    launch.template strips<0, A>(a.N, a.S, a.parts, nullptr, body);
   });
 }
 

@@ -14,7 +14,8 @@
 //   u        = -sum_c mu_c log mu_c  (0 log 0 = 0),  times 1/ln C if normalize
 //   per-image partial sums of u and of the number of non-ignored pixels -> U_i
 //
-// Gated loss (student scores s, label y, teacher mean mu, gate g in {0, 1}, weight w):
+// Gated loss (student scores s, label y, teacher mean mu, gate g in {0, 1}, weight w), with its
+// derivative written by the same pass (LossForward's dloss):
 //   lse = log sum_c exp(s_c),  p = softmax(s) = exp(s - lse)
 //   loss    = g ? (lse - s_y) : w * sum_c (p_c - mu_c)^2
 //   d/ds_k  = g ? (p_k - [k = y]) : 2 w p_k ((p_k - mu_k) - sum_c p_c (p_c - mu_c))
@@ -64,11 +65,44 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
     }
 }
 
+// Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
+// larger score's probability is r and the smaller's e * r (exp(min - max) = e: the same values
+// as the general max-shifted softmax). NaN in either score gives NaN in both; +-inf scores give
+// 0 / 1 as torch does. Written branch-free for the CPU strip loops.
+template <typename A>
+struct Softmax2 {
+  A d, e, pa, pb;
+  NS_HD Softmax2(A a, A b) {
+    d = b - a;
+    const bool b_big = d > A(0);
+    e = vexp(vsel(b_big, -d, d));  // exp(-|d|), NaN stays NaN
+    const A r = A(1) / (A(1) + e), small = e * r;
+    pa = vsel(b_big, small, r);
+    pb = vsel(b_big, r, small);
+  }
+  // Cross-entropy -log p_y for y in {0, 1}: log(1 + e) + max(0, +-d), the log-sum-exp form.
+  NS_HD A ce(int32_t y) const {
+    const A t = vsel(y == 1, -d, d);
+    return vlog(A(1) + e) + vsel(t > A(0), t, A(0));
+  }
+};
+
+// The gated loss of one valid pixel, and d loss / d s_k of class k (p = softmax(s), mu the
+// teacher's mean, spd = sum_c p_c (p_c - mu_c), is_y = [k = y]; see the header comment).
+template <typename A>
+NS_HD A gated_loss(bool trusted, A ce, A sq_dist, A weight) {
+  return vsel(trusted, ce, weight * sq_dist);
+}
+template <typename A>
+NS_HD A gated_grad(bool trusted, A p, A mu, A spd, int32_t is_y, A weight) {
+  return vsel(trusted, p - A(is_y), A(2) * weight * p * ((p - mu) - spd));
+}
+
 // exp(x_c - m) of a strip (m = max_c x_c) and z = sum_c exp(x_c - m), so that
 // softmax_c = exp(x_c - m) / z and lse = m + log z. On the CPU (W > 1) the exponentials are kept
 // when C * W fits the buffer, one exp per score; otherwise (and on CUDA, W = 1, where the buffer
-// would live in local memory) `each` evaluates them again. Both give the same bits (up to the
-// exp of an infinite max score, NaN in the general loop, 1 in the two-class one).
+// would live in local memory) `each` evaluates them again. Both give the same bits. Two classes
+// take the Softmax2 paths instead.
 // Selects are written with vsel (vec_math.h) so that the strip loops vectorise on the CPU.
 template <int W, typename A>
 struct StripExp {
@@ -82,18 +116,7 @@ struct StripExp {
     for (int64_t c = 0; c < C; ++c)
       for (int j = 0; j < len; ++j) m[j] = nan_max(m[j], load<A>(x, c * S + j));
     buffered = W > 1 && C * W <= kBuf;
-    if (buffered && C == 2) {
-      // Two classes: the larger score's exponential is exp(0) = 1 exactly (vexp too), so one
-      // exp per pixel gives the same bits as the general loop below.
-      for (int j = 0; j < len; ++j) {
-        const A a = load<A>(x, j), b = load<A>(x, S + j);
-        const bool b_is_max = (b > a) | (b != b);  // as nan_max(a, b)
-        const A v = vexp(vsel(b_is_max, a, b) - m[j]);
-        e[j] = vsel(b_is_max, v, A(1));
-        e[W + j] = vsel(b_is_max, A(1), v);
-        z[j] = e[j] + e[W + j];
-      }
-    } else if (buffered) {
+    if (buffered) {
       for (int64_t c = 0; c < C; ++c)
         for (int j = 0; j < len; ++j) {
           const A v = vexp(load<A>(x, c * S + j) - m[j]);
@@ -130,19 +153,12 @@ struct StripExp {
 template <int W, typename A, typename T>
 NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
   if (C == 2) {
-    // One fused loop, one exp per pixel: the same operations as StripExp's two-class path.
+    // Two classes: only sums_1 is kept (p_0 = 1 - p_1, so mu_0 = 1 - mu_1: mean_entropy), and
+    // p_1 = sigmoid(x_1 - x_0) without exp (vsigmoid, |error| < 3e-7): half the work of the
+    // general path in the kernel that reads T times more data than any other.
     if (first)
-      for (int j = 0; j < len; ++j) { sums[j] = A(0); sums[S + j] = A(0); }
-    for (int j = 0; j < len; ++j) {
-      const A a = load<A>(x, j), b = load<A>(x, S + j);
-      const bool b_is_max = (b > a) | (b != b);
-      const A m = nan_max(nan_max(-ns_inf<A>(), a), b);
-      const A v = vexp(vsel(b_is_max, a, b) - m);
-      const A ea = vsel(b_is_max, v, A(1)), eb = vsel(b_is_max, A(1), v);
-      const A r = A(1) / (ea + eb);
-      sums[j] += ea * r;
-      sums[S + j] += eb * r;
-    }
+      for (int j = 0; j < len; ++j) sums[S + j] = A(0);
+    for (int j = 0; j < len; ++j) sums[S + j] += vsigmoid(load<A>(x, S + j) - load<A>(x, j));
     return;
   }
   StripExp<W, A> se;
@@ -155,16 +171,32 @@ NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool 
   se.each(x, C, S, len, [&](int64_t c, int j, A v) { sums[c * S + j] += v * r[j]; });
 }
 
+// -m log m, 0 at m = 0.
+template <typename A>
+NS_HD A neg_xlogx(A m) {
+  return vsel(m == A(0), A(0), -m * vlog(m));
+}
+
 // mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
+// Two classes: sums_0 is not kept (see add_softmax), mu_0 = 1 - mu_1.
 template <int W, typename A>
 NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
+  if (C == 2) {
+    for (int j = 0; j < len; ++j) {
+      const A m1 = sums[S + j] / count, m0 = A(1) - m1;
+      mean[j] = m0;
+      mean[S + j] = m1;
+      u[j] = (neg_xlogx(m0) + neg_xlogx(m1)) * scale;
+    }
+    return;
+  }
   A h[W];
   for (int j = 0; j < len; ++j) h[j] = A(0);
   for (int64_t c = 0; c < C; ++c)
     for (int j = 0; j < len; ++j) {
       const A m = sums[c * S + j] / count;
       mean[c * S + j] = m;
-      h[j] -= vsel(m == A(0), A(0), m * vlog(m));
+      h[j] += neg_xlogx(m);
     }
   for (int j = 0; j < len; ++j) u[j] = h[j] * scale;
 }
@@ -249,13 +281,15 @@ struct McFinalize {
 };
 
 // Gated loss forward. Gate g = image_gate[n] * [u < pixel_threshold] (the pixel factor is 1 when
-// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map;
+// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map
+// and dloss (N, C, S) = d loss / d s of each pixel (0 at ignored pixels): the backward is then
+// one multiply by the upstream gradient, instead of a second pass that recomputes the softmax;
 // acc = [sum of loss, number of valid pixels, sum of g over them].
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
   const T* x; const L* target; const A* mu; const A* u; const A* image_gate;
-  uint8_t* gate; T* loss_map; int64_t* flag;
+  uint8_t* gate; T* loss_map; A* dloss; int64_t* flag;
   int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
 
   template <int W>
@@ -268,31 +302,65 @@ struct LossForward {
     const A* up = u + i;
     uint8_t* gate_out = gate + i;
     T* map_out = loss_map ? loss_map + i : nullptr;
+    A* grad_out = dloss ? dloss + off : nullptr;
     const A w = weight, thr = pixel_threshold;
     const bool has_thr = has_pixel_threshold;
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
-    StripExp<W, A> se;
-    se.init(xp, C, S, len);
-    A lse[W], r[W], xy[W], q[W], g[W], l[W];
+    A g[W], l[W];
     const A gi = image_gate ? image_gate[n] : A(1);
     for (int j = 0; j < len; ++j) {
-      lse[j] = se.lse(j);
-      r[j] = A(1) / se.z[j];
       const bool pix = (!has_thr) | (up[j] < thr);
       g[j] = vsel(pix, gi, A(0));
-      xy[j] = A(0);
-      q[j] = A(0);
     }
-    for (int64_t c = 0; c < C; ++c)
-      for (int j = 0; j < len; ++j) xy[j] = vsel(equal_bit(int32_t(c), y[j]) != 0, load<A>(xp, c * S + j), xy[j]);
-    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
-      const A d = v * r[j] - mp[c * S + j];
-      q[j] += d * d;
-    });
-    for (int j = 0; j < len; ++j) {
-      const A v = vsel(g[j] != A(0), lse[j] - xy[j], w * q[j]);
-      l[j] = vsel(valid[j] != 0, v, A(0));
+    if (C == 2) {  // one fused loop, one exp and one log per pixel
+      const auto loss2 = [&](int j, const Softmax2<A>& sm) {
+        const A da = sm.pa - mp[j], db = sm.pb - mp[S + j];
+        return vsel(valid[j] != 0, gated_loss(g[j] != A(0), sm.ce(y[j]), da * da + db * db, w), A(0));
+      };
+      if (grad_out) {
+        for (int j = 0; j < len; ++j) {
+          const Softmax2<A> sm(load<A>(xp, j), load<A>(xp, S + j));
+          l[j] = loss2(j, sm);
+          const A spd = sm.pa * (sm.pa - mp[j]) + sm.pb * (sm.pb - mp[S + j]);
+          const bool trusted = g[j] != A(0), ok = valid[j] != 0;
+          grad_out[j] = vsel(ok, gated_grad(trusted, sm.pa, mp[j], spd, equal_bit(0, y[j]), w), A(0));
+          grad_out[S + j] = vsel(ok, gated_grad(trusted, sm.pb, mp[S + j], spd, equal_bit(1, y[j]), w), A(0));
+        }
+      } else {
+        for (int j = 0; j < len; ++j) l[j] = loss2(j, Softmax2<A>(load<A>(xp, j), load<A>(xp, S + j)));
+      }
+    } else {
+      StripExp<W, A> se;
+      se.init(xp, C, S, len);
+      A lse[W], r[W], xy[W], q[W];
+      for (int j = 0; j < len; ++j) {
+        lse[j] = se.lse(j);
+        r[j] = A(1) / se.z[j];
+        xy[j] = A(0);
+        q[j] = A(0);
+      }
+      for (int64_t c = 0; c < C; ++c)
+        for (int j = 0; j < len; ++j)
+          xy[j] = vsel(equal_bit(int32_t(c), y[j]) != 0, load<A>(xp, c * S + j), xy[j]);
+      se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+        const A d = v * r[j] - mp[c * S + j];
+        q[j] += d * d;
+      });
+      for (int j = 0; j < len; ++j)
+        l[j] = vsel(valid[j] != 0, gated_loss(g[j] != A(0), lse[j] - xy[j], q[j], w), A(0));
+      if (grad_out) {
+        A spd[W];  // sum_c p_c (p_c - mu_c)
+        for (int j = 0; j < len; ++j) spd[j] = A(0);
+        se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+          const A p = v * r[j];
+          spd[j] += p * (p - mp[c * S + j]);
+        });
+        se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
+          const A d = gated_grad(g[j] != A(0), v * r[j], mp[c * S + j], spd[j], equal_bit(int32_t(c), y[j]), w);
+          grad_out[c * S + j] = vsel(valid[j] != 0, d, A(0));
+        });
+      }
     }
     for (int j = 0; j < len; ++j) gate_out[j] = uint8_t(g[j] != A(0));
     if (map_out)
@@ -305,46 +373,6 @@ struct LossForward {
     acc[0] += strip_sum<W>(l, len);
     acc[1] += strip_sum<W>(sn, len);
     acc[2] += strip_sum<W>(sg, len);
-  }
-};
-
-// Gated loss backward: grad_x (N, C, S) = upstream gradient (per pixel, or one scalar: stride 0)
-// times d loss / d s (see the header comment); the softmax is recomputed, the gate map is read.
-template <typename T, typename L>
-struct LossBackward {
-  using A = acc_t<T>;
-  const T* x; const L* target; const A* mu; const uint8_t* gate;
-  const A* up; int64_t up_stride;
-  T* grad_x;
-  int64_t C, S, ignore_index; A weight;
-
-  template <int W>
-  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A*) const {
-    const int64_t off = n * C * S + s;
-    const T* xp = x + off;
-    const A* mp = mu + off;
-    int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
-    strip_labels<W>(target, i, len, C, ignore_index, nullptr, y, valid);
-    StripExp<W, A> se;
-    se.init(xp, C, S, len);
-    A r[W], gp[W], spd[W];
-    int32_t g[W];
-    for (int j = 0; j < len; ++j) {
-      r[j] = A(1) / se.z[j];
-      gp[j] = up[(i + j) * up_stride];
-      g[j] = int32_t(gate[i + j] != 0);
-      spd[j] = A(0);
-    }
-    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {  // sum_c p_c (p_c - mu_c)
-      const A p = v * r[j];
-      spd[j] += p * (p - mp[c * S + j]);
-    });
-    se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
-      const A p = v * r[j];
-      const A d_ce = p - A(equal_bit(int32_t(c), y[j]));
-      const A d_mse = A(2) * weight * p * ((p - mp[c * S + j]) - spd[j]);
-      store(grad_x + off, c * S + j, vsel(valid[j] != 0, gp[j] * vsel(g[j] != 0, d_ce, d_mse), A(0)));
-    });
   }
 };
 

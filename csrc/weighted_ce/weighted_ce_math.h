@@ -62,10 +62,21 @@ NS_HD A lse_finish(const LseState<A>& st) {  // NaN in, NaN out; +-inf max gives
   return finite_max ? st.m + log_sum : st.m;
 }
 
+// Two-class log-sum-exp in closed form, max + log(1 + exp(-|x0 - x1|)): one exp where the general
+// path takes two. NaN in, NaN out; one infinite score gives that score (or the finite one when it
+// is -inf), as the general path; two equal infinite scores give NaN where it gives the infinity,
+// which makes no difference to CE = lse - x_t (NaN either way). Vectorises since vec_math.h's exp
+// blends with vsel (with a `?:` there GCC left any loop that feeds exp into log scalar).
+template <typename A>
+NS_HD A two_class_lse(A x0, A x1) {
+  const A d = x0 - x1;
+  const bool second = d < A(0);
+  return vsel(second, x1, x0) + ns_log(A(1) + ns_exp(vsel(second, d, -d)));
+}
+
 // Two-class softmax in closed form, for the backward: with e = exp(-|x0 - x1|) (in (0, 1]),
 // softmax = {1, e} / (1 + e), the 1 going to the larger score: one exp where the general path
-// takes four (two for lse, two for the probabilities). NaN in, NaN out. (lse = max + log(1 + e)
-// would save the forward an exp too, but GCC does not vectorise the loops around that form.)
+// takes four (two for lse, two for the probabilities). NaN in, NaN out.
 template <typename A>
 struct TwoClass {
   A e, r;       // exp(-|x0 - x1|), 1 / (1 + e)
@@ -130,6 +141,10 @@ struct Forward {
   NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t t = int64_t(target[i]);
+    if constexpr (CC == 2) {
+      const A x0 = load<A>(x, n * 2 * S + s), x1 = load<A>(x, n * 2 * S + S + s);
+      return finish(i, t, two_class_lse(x0, x1), t == 0 ? x0 : (t == 1 ? x1 : A(0)));
+    }
     A x_t;
     const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + n * Cn * S + s, Cn, S}, t, x_t);
     return finish(i, t, lse, x_t);
@@ -189,8 +204,7 @@ struct Backward {
       const A x0 = load<A>(x, base), x1 = load<A>(x, base + S);
       const TwoClass<A> two(x0, x1);
       const A x_t = t == 0 ? x0 : (t == 1 ? x1 : A(0));
-      A x_t_again;  // only d/dw needs lse (the general form: GCC keeps that loop vectorised)
-      const A lse = kGradW ? logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t_again) : A(0);
+      const A lse = kGradW ? two_class_lse(x0, x1) : A(0);  // only d/dw needs lse
       const A gw = weight_grad_and_scale(i, t, lse, x_t, valid);
       store(grad_x, base, grad_logit(gw, two.p0(), A(t == 0), valid));
       store(grad_x, base + S, grad_logit(gw, two.p1(), A(t == 1), valid));

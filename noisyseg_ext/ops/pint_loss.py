@@ -2,8 +2,10 @@
 
 Two custom ops (math in csrc/pint/pint_math.h):
 
-* ``noisyseg::pint_loss_fwd``  loss (map or fused sum), gate map, counts, saves log-sum-exp;
-* ``noisyseg::pint_loss_bwd``  d/d student_logits (not differentiable further: no double backward).
+* ``noisyseg::pint_loss_fwd``  loss (map or fused sum), gate map, counts and, when a gradient
+  will be wanted, d loss / d student_logits of every pixel, all from one pass;
+* ``noisyseg::pint_loss_bwd``  that derivative times the upstream gradient (not differentiable
+  further: no double backward).
 
 The image gate (a ranking over N values) is computed in plain torch; the pixel gate, the blend and
 the diagnostics come from the one kernel pass.
@@ -58,15 +60,18 @@ def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, weig
 @torch.library.custom_op("noisyseg::pint_loss_fwd", mutates_args=())
 def _fwd(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncertainty: Tensor,
          image_gate: Optional[Tensor], pixel_threshold: Optional[float], consistency_weight: float,
-         ignore_index: int, want_map: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+         ignore_index: int, want_map: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """mean_prob, pixel_uncertainty and image_gate (0/1, (N,)) in the accumulation dtype.
     Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
     gate (N, *spatial) bool, number of non-ignored pixels and number of trusted ones among them
-    (0-dim float64)). The backward recomputes the softmax (cheaper than saving log-sum-exp)."""
+    (0-dim float64), dloss: d loss_pixel / d student_logits (N, C, *spatial) in the accumulation
+    dtype if want_grad, else an empty (0,) tensor). Writing dloss in the forward costs one store
+    per score; the backward is then one multiply instead of a pass that recomputes the softmax."""
     x, target = student_logits.contiguous(), target.contiguous()
     acc = _kernels.acc_dtype(x.dtype)
     gate = torch.empty(target.shape, dtype=torch.bool, device=x.device)
     loss_map = torch.empty(target.shape, dtype=x.dtype, device=x.device) if want_map else None
+    dloss = torch.empty(x.shape if want_grad else (0,), dtype=acc, device=x.device)
     a = _args(x, target, mean_prob.contiguous(), gate, consistency_weight, ignore_index)
     a.u = _kernels.ptr(pixel_uncertainty.contiguous())
     a.image_gate = _kernels.ptr(None if image_gate is None else image_gate.contiguous())
@@ -75,42 +80,47 @@ def _fwd(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncert
     partials = torch.zeros((a.parts, 3), dtype=torch.float64, device=x.device)
     flag = _kernels.new_flag(x.device)
     a.loss_map, a.partials, a.flag = _kernels.ptr(loss_map), _kernels.ptr(partials), _kernels.ptr(flag)
+    a.dloss = _kernels.ptr(dloss)
     _C.pint_loss_forward(a, *_kernels.device_args(x))
     bad = _kernels.flagged_value(flag)
     if bad is not None:
         raise ValueError(f"pint_loss: target holds {bad}, outside [0, {x.shape[1]}) and not ignore_index={ignore_index}")
     stats = partials.sum(0)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
-    return out, gate, stats[1].clone(), stats[2].clone()
+    return out, gate, stats[1].clone(), stats[2].clone(), dloss
 
 
 @_fwd.register_fake
 def _fwd_fake(student_logits, target, mean_prob, pixel_uncertainty, image_gate, pixel_threshold,
-              consistency_weight, ignore_index, want_map):
+              consistency_weight, ignore_index, want_map, want_grad):
     acc = _kernels.acc_dtype(student_logits.dtype)
     out = student_logits.new_empty(target.shape) if want_map else student_logits.new_empty((), dtype=acc)
     f64 = torch.float64
+    dloss = student_logits.new_empty(student_logits.shape if want_grad else (0,), dtype=acc)
     return (out, student_logits.new_empty(target.shape, dtype=torch.bool),
-            student_logits.new_empty((), dtype=f64), student_logits.new_empty((), dtype=f64))
+            student_logits.new_empty((), dtype=f64), student_logits.new_empty((), dtype=f64), dloss)
 
 
 def _fwd_setup(ctx, inputs, output):
-    student_logits, target, mean_prob, _, _, _, consistency_weight, ignore_index, _ = inputs
-    ctx.save_for_backward(student_logits, target, mean_prob, output[1])
-    ctx.mark_non_differentiable(output[1], output[2], output[3])
-    ctx.consistency_weight, ctx.ignore_index = consistency_weight, ignore_index
-    ctx.out_shape = output[0].shape
+    student_logits, target, mean_prob, pixel_uncertainty, image_gate = inputs[:5]
+    ctx.save_for_backward(student_logits, target, mean_prob, pixel_uncertainty, image_gate, output[4])
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.scalars, ctx.out_shape = inputs[5:9], output[0].shape
 
 
-def _fwd_backward(ctx, g_out, g_gate, g_count, g_trusted):
-    student_logits, target, mean_prob, gate = ctx.saved_tensors
+def _fwd_backward(ctx, g_out, g_gate, g_count, g_trusted, g_dloss):
+    student_logits, target, mean_prob, pixel_uncertainty, image_gate, dloss = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
-        return (None,) * 9
-    acc = mean_prob.dtype
-    g = (g_out.to(acc) if g_out is not None else mean_prob.new_zeros(ctx.out_shape)).contiguous()
-    grad = torch.ops.noisyseg.pint_loss_bwd(g, student_logits, target, mean_prob, gate,
-                                            ctx.consistency_weight, ctx.ignore_index)
-    return (grad,) + (None,) * 8
+        return (None,) * 10
+    if dloss.numel() != student_logits.numel():
+        # The forward ran without want_grad (pint_loss asks for it whenever a gradient can be
+        # wanted; a direct call of the op may not): one more pass for the derivative.
+        dloss = torch.ops.noisyseg.pint_loss_fwd(student_logits, target, mean_prob, pixel_uncertainty, image_gate,
+                                                 *ctx.scalars, True)[4]
+    if g_out is None:
+        g_out = dloss.new_zeros(ctx.out_shape)
+    grad = torch.ops.noisyseg.pint_loss_bwd(g_out, dloss, student_logits)
+    return (grad,) + (None,) * 9
 
 
 _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
@@ -120,21 +130,19 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 # backward (first order only)
 
 @torch.library.custom_op("noisyseg::pint_loss_bwd", mutates_args=())
-def _bwd(g: Tensor, student_logits: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor,
-         consistency_weight: float, ignore_index: int) -> Tensor:
-    """g: (N, *spatial) or 0-dim upstream gradient (accumulation dtype). Returns d/d student_logits."""
-    x, target = student_logits.contiguous(), target.contiguous()
-    grad = torch.empty_like(x)
-    a = _args(x, target, mean_prob.contiguous(), gate.contiguous(), consistency_weight, ignore_index)
-    g = g.contiguous()
-    a.up, a.up_stride, a.grad_x = _kernels.ptr(g), (1 if g.dim() > 0 else 0), _kernels.ptr(grad)
-    _C.pint_loss_backward(a, *_kernels.device_args(x))
-    return grad
+def _bwd(g: Tensor, dloss: Tensor, student_logits: Tensor) -> Tensor:
+    """g: (N, *spatial) or 0-dim upstream gradient; dloss: (N, C, *spatial) from the forward.
+    Returns d/d student_logits = dloss · g (broadcast over C) in student_logits' dtype.
+    student_logits is not read: it is an input so that autograd knows the result depends on it,
+    and, this op having no autograd formula, a double backward fails loudly ("no autograd
+    formula") instead of silently dropping the terms that flow through the softmax."""
+    g = g.to(dloss.dtype)
+    return (dloss * (g.unsqueeze(1) if g.dim() > 0 else g)).to(student_logits.dtype)
 
 
 @_bwd.register_fake
-def _bwd_fake(g, student_logits, target, mean_prob, gate, consistency_weight, ignore_index):
-    return torch.empty_like(student_logits)
+def _bwd_fake(g, dloss, student_logits):
+    return dloss.new_empty(dloss.shape, dtype=student_logits.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,10 +266,11 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
         a_i = image_gate(image_uncertainty.detach().to(acc), image_threshold=image_threshold,
                          image_keep_ratio=image_keep_ratio)
         gate_vec = a_i.to(acc)
-    out, gate, count, trusted = torch.ops.noisyseg.pint_loss_fwd(
+    want_grad = torch.is_grad_enabled() and student_logits.requires_grad
+    out, gate, count, trusted, _ = torch.ops.noisyseg.pint_loss_fwd(
         student_logits.contiguous(), target.contiguous(), mu, u, gate_vec,
         None if pixel_threshold is None else float(pixel_threshold), float(consistency_weight),
-        ignore_index, reduction == "none")
+        ignore_index, reduction == "none", want_grad)
     if reduction == "none":
         loss = out
     elif reduction == "sum":
