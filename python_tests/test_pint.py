@@ -36,8 +36,9 @@ def make_target(n, spatial, c, device, ignore=-100, frac_ignored=0.2):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("spatial", SPATIAL)
 @pytest.mark.parametrize("normalize", [False, True])
-def test_mc_uncertainty_matches_reference(device, dtype, spatial, normalize):
-    T, N, C = 5, 3, 4
+@pytest.mark.parametrize("C", [2, 4])  # two classes take their own path (sigmoid, one running sum)
+def test_mc_uncertainty_matches_reference(device, dtype, spatial, normalize, C):
+    T, N = 5, 3
     x = (torch.randn(T, N, C, *spatial, device=device) * 3).to(dtype)
     target = make_target(N, spatial, C, device)
     got = mc_uncertainty(x, normalize=normalize, target=target)
@@ -86,6 +87,34 @@ def test_accumulator_non_contiguous_input(device):
     ref = reference.mc_uncertainty(x.transpose(-1, -2))
     for a, b in zip(acc.result(), ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("C", [2, 3])
+def test_extreme_logits(device, C):
+    """Scores far apart, infinite or NaN: uncertainty, loss and gradient as the reference."""
+    x = torch.randn(3, 2, C, 12, device=device, dtype=torch.float64) * 2
+    x[:, 0, 0, :6] = torch.tensor([40.0, -40.0, 1e4, -1e4, 88.5, -103.0])
+    x[0, 1, 0, 0] = float("inf")
+    x[1, 1, 1, 1] = float("-inf")
+    x[2, 1, 0, 2] = float("nan")
+    for dtype in (torch.float32, torch.float64):
+        xt = x.to(dtype)
+        got = mc_uncertainty(xt)
+        ref = reference.mc_uncertainty(xt)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r, **tol(dtype), equal_nan=True)
+        s = xt[0].clone().requires_grad_()
+        target = torch.randint(0, C, (2, 12), device=device)
+        mu, u = ref[0].nan_to_num(0.5), ref[1].nan_to_num(0.0)
+        for thr in (None, 0.3):
+            r = pint_loss(s, target, mu, u, pixel_threshold=thr, consistency_weight=0.5, reduction="none")
+            e, _, _ = reference.pint_loss(s, target, mu, u, pixel_threshold=thr, consistency_weight=0.5,
+                                          reduction="none")
+            torch.testing.assert_close(r.loss, e, **tol(dtype), equal_nan=True)
+            up = torch.rand_like(r.loss)
+            g1, = torch.autograd.grad(r.loss, s, up)
+            g2, = torch.autograd.grad(e, s, up)
+            torch.testing.assert_close(g1, g2, **tol(dtype), equal_nan=True)
 
 
 def test_entropy_of_certain_and_uniform_predictions(device):
@@ -169,8 +198,9 @@ def _inputs(device, dtype, spatial, N=4, C=3, T=4, ignore=-100):
 @pytest.mark.parametrize("spatial", SPATIAL)
 @pytest.mark.parametrize("gates", GATES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_pint_loss_matches_reference(device, dtype, spatial, gates, reduction):
-    s, target, mu, u = _inputs(device, dtype, spatial)
+@pytest.mark.parametrize("C", [2, 3])  # two classes take their own path (one exp a pixel)
+def test_pint_loss_matches_reference(device, dtype, spatial, gates, reduction, C):
+    s, target, mu, u = _inputs(device, dtype, spatial, C=C)
     kw = dict(gates, consistency_weight=0.7, reduction=reduction)
     got = pint_loss(s, target, mu, u, **kw)
     ref_loss, ref_gate, ref_image_gate = reference.pint_loss(s, target, mu, u, **kw)
@@ -204,8 +234,9 @@ def test_pint_loss_mixes_both_terms(device):
 @pytest.mark.parametrize("spatial", [(5,), (3, 4), (2, 3, 2)])
 @pytest.mark.parametrize("gates", GATES[:4])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_pint_loss_gradcheck(device, spatial, gates, reduction):
-    s, target, mu, u = _inputs(device, torch.float64, spatial, N=3, C=3)
+@pytest.mark.parametrize("C", [2, 3])
+def test_pint_loss_gradcheck(device, spatial, gates, reduction, C):
+    s, target, mu, u = _inputs(device, torch.float64, spatial, N=3, C=C)
     s = s.detach().requires_grad_()
 
     def f(x):
@@ -378,13 +409,13 @@ def test_cpu_code_paths_match_reference(avx2):
     C.set_cpu_avx2_enabled(avx2)
     try:
         assert C.cpu_avx2_enabled() == avx2
-        for dtype in (torch.float32, torch.float16):
-            x = (torch.randn(4, 3, 3, 11, 70) * 3).to(dtype)
-            target = make_target(3, (11, 70), 3, "cpu")
+        for dtype, classes in ((torch.float32, 3), (torch.float16, 3), (torch.float32, 2)):
+            x = (torch.randn(4, 3, classes, 11, 70) * 3).to(dtype)
+            target = make_target(3, (11, 70), classes, "cpu")
             got = mc_uncertainty(x, target=target, normalize=True)
             for g, r in zip(got, reference.mc_uncertainty(x, target=target, normalize=True)):
                 torch.testing.assert_close(g, r, **tol(dtype))
-            s = (torch.randn(3, 3, 11, 70) * 2).to(dtype).requires_grad_()
+            s = (torch.randn(3, classes, 11, 70) * 2).to(dtype).requires_grad_()
             r = pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9, image_keep_ratio=0.7)
             ref, ref_gate, _ = reference.pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9,
                                                    image_keep_ratio=0.7)

@@ -117,32 +117,6 @@ NS_HD float vlog(float x) {
 NS_HD double vexp(double x) { return exp(x); }
 NS_HD double vlog(double x) { return log(x); }
 
-// sigmoid(d) = 1 / (1 + exp(-d)) without exp, for the two-class mean-teacher uncertainty:
-// 0.5 + 0.5 tanh(d / 2), tanh by Eigen's rational minimax form (odd degree 13 over even degree 6,
-// argument clamped to +-7.905, where float tanh is 1). Absolute error below 3e-7 over the whole
-// line (checked against float64 on a 2e-5 grid of [-20, 20]); NaN in, NaN out; +-inf give 1 / 0.
-// About half the instructions of exp + divide, and the same on the device.
-NS_HD float vsigmoid(float d) {
-  const float c = 7.90531110763549805f;
-  float x = 0.5f * d;
-  x = vsel(x > c, c, x);
-  x = vsel(x < -c, -c, x);
-  const float x2 = x * x;
-  float p = -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 - 8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  float q = 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  return 0.5f + 0.5f * (x * p / q);
-}
-NS_HD double vsigmoid(double d) { return 1.0 / (1.0 + exp(-d)); }
-
 // exp / log for kernels that want libm accuracy on the device (expf / logf, not the __expf
 // intrinsics) and the vectorisable polynomials above on the host.
 #if defined(__CUDA_ARCH__)

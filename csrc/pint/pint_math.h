@@ -67,13 +67,22 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
 
 // Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
 // larger score's probability is r and the smaller's e * r (exp(min - max) = e: the same values
-// as the general max-shifted softmax). NaN in either score gives NaN in both; +-inf scores give
-// 0 / 1 as torch does. Written branch-free for the CPU strip loops.
+// as the general max-shifted softmax). NaN or +inf in either score gives NaN in both, -inf gives
+// 0 / 1, as torch does. Written branch-free for the CPU strip loops.
+// d = b - a for the two-class paths, NaN when a score is +inf: torch's softmax gives NaN there
+// (exp(inf - inf)), and the closed forms below would give the limit instead. (a / 2 + b / 2 is
+// +inf only for a +inf score; -inf scores need nothing: they give 0 / 1, as torch.)
+template <typename A>
+NS_HD A two_class_diff(A a, A b) {
+  const bool pos_inf = A(0.5) * a + A(0.5) * b == ns_inf<A>();
+  return vsel(pos_inf, std::numeric_limits<A>::quiet_NaN(), b - a);
+}
+
 template <typename A>
 struct Softmax2 {
   A d, e, pa, pb;
   NS_HD Softmax2(A a, A b) {
-    d = b - a;
+    d = two_class_diff(a, b);
     const bool b_big = d > A(0);
     e = vexp(vsel(b_big, -d, d));  // exp(-|d|), NaN stays NaN
     const A r = A(1) / (A(1) + e), small = e * r;
@@ -152,13 +161,14 @@ struct StripExp {
 // streaming pass add in the same order and give the same bits). x, sums: class c at c*S + j.
 template <int W, typename A, typename T>
 NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
-  if (C == 2) {
-    // Two classes: only sums_1 is kept (p_0 = 1 - p_1, so mu_0 = 1 - mu_1: mean_entropy), and
-    // p_1 = sigmoid(x_1 - x_0) without exp (vsigmoid, |error| < 3e-7): half the work of the
-    // general path in the kernel that reads T times more data than any other.
+  if (C == 2) {  // one fused loop, one exp per pixel
     if (first)
-      for (int j = 0; j < len; ++j) sums[S + j] = A(0);
-    for (int j = 0; j < len; ++j) sums[S + j] += vsigmoid(load<A>(x, S + j) - load<A>(x, j));
+      for (int j = 0; j < len; ++j) { sums[j] = A(0); sums[S + j] = A(0); }
+    for (int j = 0; j < len; ++j) {
+      const Softmax2<A> sm(load<A>(x, j), load<A>(x, S + j));
+      sums[j] += sm.pa;
+      sums[S + j] += sm.pb;
+    }
     return;
   }
   StripExp<W, A> se;
@@ -178,18 +188,8 @@ NS_HD A neg_xlogx(A m) {
 }
 
 // mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
-// Two classes: sums_0 is not kept (see add_softmax), mu_0 = 1 - mu_1.
 template <int W, typename A>
 NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
-  if (C == 2) {
-    for (int j = 0; j < len; ++j) {
-      const A m1 = sums[S + j] / count, m0 = A(1) - m1;
-      mean[j] = m0;
-      mean[S + j] = m1;
-      u[j] = (neg_xlogx(m0) + neg_xlogx(m1)) * scale;
-    }
-    return;
-  }
   A h[W];
   for (int j = 0; j < len; ++j) h[j] = A(0);
   for (int64_t c = 0; c < C; ++c)

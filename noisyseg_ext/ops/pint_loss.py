@@ -119,7 +119,10 @@ def _fwd_backward(ctx, g_out, g_gate, g_count, g_trusted, g_dloss):
                                                  *ctx.scalars, True)[4]
     if g_out is None:
         g_out = dloss.new_zeros(ctx.out_shape)
-    grad = torch.ops.noisyseg.pint_loss_bwd(g_out, dloss, student_logits)
+    if torch.is_grad_enabled():  # create_graph=True: through the op that has no autograd formula
+        grad = torch.ops.noisyseg.pint_loss_bwd(g_out, dloss, student_logits)
+    else:  # the usual first-order backward: the same multiply without a second op dispatch
+        grad = _scaled(g_out, dloss, student_logits.dtype)
     return (grad,) + (None,) * 9
 
 
@@ -136,8 +139,12 @@ def _bwd(g: Tensor, dloss: Tensor, student_logits: Tensor) -> Tensor:
     student_logits is not read: it is an input so that autograd knows the result depends on it,
     and, this op having no autograd formula, a double backward fails loudly ("no autograd
     formula") instead of silently dropping the terms that flow through the softmax."""
+    return _scaled(g, dloss, student_logits.dtype)
+
+
+def _scaled(g: Tensor, dloss: Tensor, dtype: torch.dtype) -> Tensor:
     g = g.to(dloss.dtype)
-    return (dloss * (g.unsqueeze(1) if g.dim() > 0 else g)).to(student_logits.dtype)
+    return (dloss * (g.unsqueeze(1) if g.dim() > 0 else g)).to(dtype)
 
 
 @_bwd.register_fake
