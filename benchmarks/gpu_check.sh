@@ -1,17 +1,40 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine: build for sm_90, run the CUDA tests, run the GPU
-# benchmarks, print a short table. Usage (repo root): bash benchmarks/gpu_check.sh [OUT_DIR]
+# benchmarks, print a short roofline table. Usage (repo root): bash benchmarks/gpu_check.sh [OUT_DIR]
+#
+# Budget (device tool: one command <= 10 min, at most 8 files back from $OUT): build (not bounded
+# here; sm_90 only, 16 jobs), CUDA tests <= 180 s, benchmarks <= 250 s in four pytest runs (one per
+# file, each with its own timeout, so that one slow file loses only its own cases: on the timeout
+# pytest gets SIGINT and still writes its JSON), then the table. Give the call timeout_s=600.
+# Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt.
 set -uo pipefail
 out="${1:-${OUT:-/tmp/gpu_check}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+t0=$SECONDS
+stage() { echo "== $1 (t=$((SECONDS - t0)) s)"; }
+stage "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv | tee "$out/info.txt"
+python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/info.txt"
+stage "build"
 NOISYSEG_CUDA_ARCHS=90 pip install --no-build-isolation --no-deps . >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 cd python_tests
-python -c "import noisyseg_ext, json; print(json.dumps(noisyseg_ext.build_info()))" | tee "$out/build_info.json"
+python -c "import noisyseg_ext, json; print(json.dumps(noisyseg_ext.build_info()))" | tee -a "$out/info.txt"
+stage "CUDA tests"
 # CUDA-parametrised tests only (the CPU ones ran in CI).
-timeout 300 pytest -q -x -k cuda -p no:cacheprovider . 2>&1 | tee "$out/tests.log" | tail -15
+timeout -s INT -k 15 180 pytest -q -x -k cuda -p no:cacheprovider . 2>&1 | tee "$out/tests.log" | tail -15
 cd ..
-timeout 400 pytest benchmarks/ --benchmark-only -q -k cuda -p no:cacheprovider \
-  --benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-json="$out/bench.json" 2>&1 \
-  | tee "$out/bench.log" | grep -E "^test_|benchmark '" | tail -60
+# GPU benchmarks: the "cuda" cases of every benchmark file (test_bench_metrics.py has none yet and
+# is not run). Per-file limits in seconds; JSON per file in a scratch folder, merged into bench.json.
+json_dir="$(mktemp -d)"
+: >"$out/bench.log"
+for spec in weighted_ce:70 pint:90 morphology:45 elastic:45; do
+  name="${spec%%:*}" limit="${spec##*:}"
+  stage "benchmarks: $name (limit ${limit} s)"
+  timeout -s INT -k 15 "$limit" pytest "benchmarks/test_bench_$name.py" --benchmark-only -q -k cuda -p no:cacheprovider -rfEs \
+    --benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-json="$json_dir/$name.json" 2>&1 \
+    | tee -a "$out/bench.log" | grep -E "passed|failed|error|skipped|Error|Timeout|KeyboardInterrupt" | tail -5
+done
+stage "roofline table"
+python benchmarks/roofline.py "$json_dir"/*.json --save-merged "$out/bench.json" 2>&1 | tee "$out/roofline.txt"
+stage "done"

@@ -5,6 +5,15 @@
 One group per (shape, operation, structure); scipy runs once on the whole batch with a structure
 that has a singleton batch axis (no per-sample Python loop); max_pool only where it computes the
 same thing (box structure, dilation).
+
+Every case also runs on "cuda" (ids end in ``-cpu`` / ``-cuda``; the CUDA ones are collected always
+and skipped without a GPU): ours and torch baselines that run on the GPU, on the same masks moved
+to the device: max_pool (box dilation, as on the CPU) and ``torch_conv``, a conv2d/conv3d of the
+float mask with the structure (dilation: sum > 0; erosion: sum == |structure|, zero padding =
+scipy's border_value=0), which covers every structure. scipy has no GPU path (skipped on cuda);
+torch_conv runs on cuda only (the CPU groups keep their baselines). On CUDA the L2 is flushed
+before every round and each round ends with a synchronize (benchmarks/_devices.py); the roofline
+bytes are roofline.morphology_bytes.
 """
 
 import numpy as np
@@ -14,6 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import noisyseg_ext
+import roofline
+from _devices import DEVICE_PARAMS, require_kernels, run_pedantic
 from noisyseg_ext.ops import _kernels
 from noisyseg_ext.ops.morphology import structure_tensor
 
@@ -24,7 +35,7 @@ assert _kernels.has_kernel(torch.device("cpu")), f"noisyseg_ext._C not importabl
 SHAPES = {"2d_16x256x256": (16, 256, 256), "3d_1x128^3": (1, 128, 128, 128), "3d_4x112x112x80": (4, 112, 112, 80)}
 CASES = [("dilate", "cross", 1), ("dilate", "box", 1), ("dilate", "box", 3), ("dilate", "ball", 3),
          ("erode", "cross", 1)]
-ROUNDS = 5
+ROUNDS = {"cpu": 5, "cuda": 20}
 
 
 def _masks(shape):
@@ -37,10 +48,10 @@ def _masks(shape):
 _CACHE = {}
 
 
-def masks_for(name):
-    if name not in _CACHE:
-        _CACHE[name] = _masks(SHAPES[name])
-    return _CACHE[name]
+def masks_for(name, device="cpu"):
+    if (name, device) not in _CACHE:
+        _CACHE[name, device] = _masks(SHAPES[name]) if device == "cpu" else masks_for(name).to(device)
+    return _CACHE[name, device]
 
 
 def _scipy(masks, op, structure, radius):
@@ -61,19 +72,43 @@ def _max_pool(masks, radius):
     return lambda: pool(masks[:, None].float(), k, stride=1, padding=radius)[:, 0] > 0
 
 
-IMPLS = ["noisyseg_ext", "scipy", "torch_max_pool"]
+def _conv(masks, op, structure, radius):
+    s = structure_tensor(structure, radius, masks.dim() - 1).to(device=masks.device, dtype=torch.float32)
+    conv = F.conv2d if masks.dim() == 3 else F.conv3d
+    pad = tuple(k // 2 for k in s.shape)
+    full = float(s.sum())
+    w = s[None, None]
+    if op == "dilate":
+        return lambda: conv(masks[:, None].float(), w, padding=pad)[:, 0] > 0.5
+    return lambda: conv(masks[:, None].float(), w, padding=pad)[:, 0] > full - 0.5
 
 
+IMPLS = ["noisyseg_ext", "scipy", "torch_max_pool", "torch_conv"]
+
+
+def _numpy(out):
+    return out.cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+
+
+@pytest.mark.parametrize("device", DEVICE_PARAMS)
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("op,structure,radius", CASES)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_morphology(benchmark, shape, op, structure, radius, impl):
+def test_morphology(benchmark, shape, op, structure, radius, impl, device):
     if impl == "torch_max_pool" and not (op == "dilate" and structure == "box"):
         pytest.skip("max_pool computes a box dilation only")
-    masks = masks_for(shape)
-    benchmark.group = f"{shape} {op} {structure} r={radius}"
+    if impl == "scipy" and device != "cpu":
+        pytest.skip("scipy runs on the CPU only")
+    if impl == "torch_conv" and device == "cpu":
+        pytest.skip("torch_conv is the GPU baseline (scipy and max_pool are the CPU ones)")
+    require_kernels(device)
+    masks = masks_for(shape, device)
+    benchmark.group = f"{shape} {op} {structure} r={radius}" + ("" if device == "cpu" else f" {device}")
+    roofline.tag(benchmark, op=f"{op} {structure} r={radius}", case=shape, dtype=masks.dtype, device=device,
+                 impl=impl, ours=impl == "noisyseg_ext",
+                 min_bytes=roofline.morphology_bytes(masks.shape[0], masks.shape[1:], masks.dtype))
     fn = {"noisyseg_ext": lambda: _ours(masks, op, structure, radius), "scipy": lambda: _scipy(masks, op, structure, radius),
-          "torch_max_pool": lambda: _max_pool(masks, radius)}[impl]()
-    out = benchmark.pedantic(fn, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+          "torch_max_pool": lambda: _max_pool(masks, radius), "torch_conv": lambda: _conv(masks, op, structure, radius)}[impl]()
+    out = run_pedantic(benchmark, fn, device=device, rounds=ROUNDS[device], warmup_rounds=1)
     ours = _ours(masks, op, structure, radius)()
-    assert np.array_equal(np.asarray(out), ours.numpy())  # every baseline computes the same masks
+    assert np.array_equal(_numpy(out), _numpy(ours))  # every baseline computes the same masks

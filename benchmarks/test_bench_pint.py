@@ -3,7 +3,13 @@
 Fused (noisyseg_ext.mc_uncertainty + pint_loss, and the streaming UncertaintyAccumulator) against
 the eager composite a user would write and its torch.compile, on the same inputs in the same run:
     pytest benchmarks/test_bench_pint.py --benchmark-only --benchmark-group-by=group
-One torch.compile per shape (compiled once, outside the timed rounds).
+One torch.compile per shape and device (compiled once, outside the timed rounds).
+
+Every case runs on "cpu" and "cuda" (ids ``[2d-cpu]``, ``[3d-cuda]``, ...; the CUDA ones are
+collected always and skipped without a GPU). CUDA: issue goal >= 70 % of the memory roofline on
+both shapes (fewest bytes: roofline.pint_bytes), fused and streaming against eager and
+torch.compile; the L2 is flushed before every round and each round ends with a synchronize
+(benchmarks/_devices.py).
 """
 
 import math
@@ -13,13 +19,15 @@ import torch
 import torch.nn.functional as F
 
 import noisyseg_ext
+import roofline
+from _devices import DEVICES, device_param, require_kernels, run_pedantic
 from noisyseg_ext.methods import uamt_threshold
 
 SHAPES = {
     "2d": (8, 16, 2, (128, 128)),      # T, N, C, spatial
     "3d": (8, 2, 2, (112, 112, 80)),
 }
-ROUNDS = {"2d": 15, "3d": 4}
+ROUNDS = {("2d", "cpu"): 15, ("3d", "cpu"): 4, ("2d", "cuda"): 50, ("3d", "cuda"): 30}
 KEEP_RATIO = 0.5
 WEIGHT = 0.1
 THRESHOLD = uamt_threshold(3000, 6000, 2)  # UA-MT ramp half way: about 0.57 for C = 2
@@ -44,10 +52,10 @@ def eager_loss(teacher, student, target, threshold: float, keep_ratio: float, we
 _compiled = {}
 
 
-def compiled_loss(shape_name):
-    if shape_name not in _compiled:
-        _compiled[shape_name] = torch.compile(eager_loss, dynamic=False)
-    return _compiled[shape_name]
+def compiled_loss(key):
+    if key not in _compiled:
+        _compiled[key] = torch.compile(eager_loss, dynamic=False)
+    return _compiled[key]
 
 
 def fused_loss(teacher, student, target, threshold, keep_ratio, weight):
@@ -65,21 +73,27 @@ def streaming_loss(teacher, student, target, threshold, keep_ratio, weight):
                                   image_uncertainty=U, consistency_weight=weight).loss
 
 
-@pytest.fixture(scope="module", params=list(SHAPES))
+@pytest.fixture(scope="module", params=[device_param(d, (s, d), id=f"{s}-{d}") for d in DEVICES for s in SHAPES])
 def case(request):
-    T, N, C, spatial = SHAPES[request.param]
+    shape_name, device = request.param
+    require_kernels(device)
+    T, N, C, spatial = SHAPES[shape_name]
     g = torch.Generator().manual_seed(0)
-    teacher = torch.randn(T, N, C, *spatial, generator=g) * 2
-    student = (torch.randn(N, C, *spatial, generator=g) * 2).requires_grad_()
-    target = torch.randint(0, C, (N, *spatial), generator=g)
-    return request.param, teacher, student, target
+    teacher = (torch.randn(T, N, C, *spatial, generator=g) * 2).to(device)
+    student = (torch.randn(N, C, *spatial, generator=g) * 2).to(device).requires_grad_()
+    target = torch.randint(0, C, (N, *spatial), generator=g).to(device)
+    return shape_name, device, teacher, student, target
 
 
-def _run(benchmark, case, impl, name):
-    shape_name, teacher, student, target = case
-    benchmark.group = f"pint {shape_name}: T={SHAPES[shape_name][0]} N={SHAPES[shape_name][1]} " \
-                      f"C={SHAPES[shape_name][2]} {'x'.join(map(str, SHAPES[shape_name][3]))}"
+def _run(benchmark, case, impl, name, ours):
+    shape_name, device, teacher, student, target = case
+    T, N, C, spatial = SHAPES[shape_name]
+    benchmark.group = f"pint {shape_name}: T={T} N={N} C={C} {'x'.join(map(str, spatial))}" \
+                      + ("" if device == "cpu" else f" {device}")
     benchmark.name = name
+    roofline.tag(benchmark, op="pint step fwd+bwd", case=f"{shape_name} T={T} N={N} C={C} {'x'.join(map(str, spatial))}",
+                 dtype=student.dtype, device=device, impl=name.split(" (")[0], ours=ours,
+                 min_bytes=roofline.pint_bytes(T, N, C, spatial, student.dtype, target.dtype))
 
     def step():
         student.grad = None
@@ -90,20 +104,20 @@ def _run(benchmark, case, impl, name):
     ref = eager_loss(teacher, student, target, THRESHOLD, KEEP_RATIO, WEIGHT)
     got = step()  # warm-up (compiles once for torch.compile) and a correctness check
     torch.testing.assert_close(got.detach(), ref.detach(), rtol=1e-4, atol=1e-6)
-    benchmark.pedantic(step, rounds=ROUNDS[shape_name], iterations=1, warmup_rounds=1)
+    run_pedantic(benchmark, step, device=device, rounds=ROUNDS[shape_name, device], warmup_rounds=1)
 
 
 def test_fused(benchmark, case):
-    _run(benchmark, case, fused_loss, "fused (mc_uncertainty + pint_loss)")
+    _run(benchmark, case, fused_loss, "fused (mc_uncertainty + pint_loss)", True)
 
 
 def test_fused_streaming(benchmark, case):
-    _run(benchmark, case, streaming_loss, "fused streaming (UncertaintyAccumulator)")
+    _run(benchmark, case, streaming_loss, "fused streaming (UncertaintyAccumulator)", True)
 
 
 def test_eager(benchmark, case):
-    _run(benchmark, case, eager_loss, "eager composite")
+    _run(benchmark, case, eager_loss, "eager composite", False)
 
 
 def test_torch_compile(benchmark, case):
-    _run(benchmark, case, compiled_loss(case[0]), "torch.compile(eager composite)")
+    _run(benchmark, case, compiled_loss(case[:2]), "torch.compile(eager composite)", False)

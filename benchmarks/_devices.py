@@ -1,0 +1,69 @@
+"""Device plumbing shared by the benchmark files (imported as a sibling module: pytest puts
+benchmarks/ on sys.path because it has no __init__.py).
+
+* every benchmark is parametrised over "cpu" and "cuda"; the CUDA cases are always collected and
+  skipped at run time when torch.cuda.is_available() is False, so
+  ``pytest benchmarks/ --collect-only -q -k cuda`` lists exactly what a GPU run will time;
+* :func:`run_pedantic` times a step with pytest-benchmark's pedantic mode. On CUDA the timed
+  callable ends with ``torch.cuda.synchronize()`` (device work is asynchronous), and an untimed
+  setup before every round overwrites a 256 MiB buffer so that the inputs come from HBM, not from
+  the 50 MB L2 of an H100 (several inputs here fit in it: repeated runs over one buffer would time
+  the cache, not the memory roofline that the issues ask about). On CPU it is exactly the plain
+  ``benchmark.pedantic(fn, args, rounds=..., iterations=1, warmup_rounds=...)`` the files used before.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+SKIP_NO_CUDA = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device (torch.cuda.is_available() is False)")
+DEVICES = ["cpu", "cuda"]
+
+
+def device_param(device: str, *values, id=None):
+    """pytest.param(*values) with the skip-without-CUDA mark when device is "cuda"."""
+    marks = [SKIP_NO_CUDA] if device == "cuda" else []
+    return pytest.param(*values, marks=marks, id=id)
+
+
+DEVICE_PARAMS = [device_param(d, d, id=d) for d in DEVICES]
+
+
+def require_kernels(device: str) -> None:
+    """Refuse to time the pure-torch fallback: fail (not skip) when the build lacks the kernels of
+    ``device``; a GPU run that silently timed the fallback would report meaningless numbers."""
+    from noisyseg_ext.ops import _kernels
+    if not _kernels.has_kernel(torch.device(device)):
+        why = _kernels.IMPORT_ERROR if _kernels.C is None else "this build has no CUDA kernels"
+        pytest.fail(f"noisyseg_ext has no compiled kernels for {device}: {why}")
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
+
+
+_FLUSH: dict = {}
+
+
+def flush_l2() -> None:
+    """Untimed: evict the inputs from the GPU's L2 (50 MB on H100, 60 MB on H200) and wait."""
+    if "buf" not in _FLUSH:
+        _FLUSH["buf"] = torch.empty(64 * 1024 * 1024, dtype=torch.int32, device="cuda")  # 256 MiB
+    _FLUSH["buf"].zero_()
+    torch.cuda.synchronize()
+
+
+def run_pedantic(benchmark, fn, args=(), *, device: str, rounds: int, warmup_rounds: int = 1):
+    """benchmark.pedantic with one iteration per round; see the module docstring for CUDA."""
+    if device != "cuda":
+        return benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=warmup_rounds)
+
+    def synced(*a):
+        out = fn(*a)
+        torch.cuda.synchronize()
+        return out
+
+    return benchmark.pedantic(synced, args=args, setup=flush_l2, rounds=rounds, iterations=1,
+                              warmup_rounds=warmup_rounds)
