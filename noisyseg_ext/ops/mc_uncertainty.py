@@ -76,7 +76,7 @@ def _stacked(teacher_logits: Tensor, target: Optional[Tensor], ignore_index: int
     mean = torch.empty((n, c, *spatial), dtype=acc, device=x.device)
     u = torch.empty((n, *spatial), dtype=acc, device=x.device)
     parts, per_image = _image_parts(n, s)
-    partials = torch.zeros((parts, 2), dtype=torch.float64, device=x.device)
+    partials = torch.empty((parts, 2), dtype=torch.float64, device=x.device)  # every part writes its row
     flag = _kernels.new_flag(x.device)
     a = _launch_args(x, n, c, s, target, ignore_index, normalize)
     a.T, a.parts = t, parts
@@ -124,7 +124,7 @@ def _finalize(sums: Tensor, count: int, target: Optional[Tensor], ignore_index: 
     mean = torch.empty_like(sums)
     u = torch.empty((n, *spatial), dtype=sums.dtype, device=sums.device)
     parts, per_image = _image_parts(n, s)
-    partials = torch.zeros((parts, 2), dtype=torch.float64, device=sums.device)
+    partials = torch.empty((parts, 2), dtype=torch.float64, device=sums.device)  # every part writes its row
     flag = _kernels.new_flag(sums.device)
     a = _launch_args(sums, n, c, s, target, ignore_index, normalize)
     a.x, a.sums, a.count, a.parts = 0, _kernels.ptr(sums), count, parts
