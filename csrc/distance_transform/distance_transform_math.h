@@ -141,6 +141,8 @@ NS_HD bool surface_at(const Mask& m, const Grid& g, const int64_t lo[3], const i
 // [lo, hi) holding every set voxel), off elsewhere. Written as one branch-free loop over the row and
 // its 4 neighbouring rows so that the compiler vectorises it; the box edges along axis 2 are fixed
 // up after it (no read outside the box).
+constexpr int64_t kMarkChunk = 16;
+
 template <typename L, typename T>
 NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], const int64_t hi[3], int64_t c0,
                     int64_t c1, int64_t x0, int64_t n, bool surface, T on, T off, T* out) {
@@ -166,13 +168,25 @@ NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], co
   const bool blocked = need0 || need1 || need2 || need3;  // a neighbour row is background: no interior
   const int64_t in0 = x0 > lo[2] ? x0 : lo[2] + 1;                 // voxels with both x neighbours
   const int64_t in1 = x0 + n < hi[2] - 1 ? x0 + n : hi[2] - 1;     // inside the box
-  for (int64_t x = in0; x < in1; ++x) {
+  // (bitwise & and |, not && and ||: no branches, so the loop vectorises)
+  auto mark = [&](int64_t x) {
     const bool set = row[x] == cls;
-    // (bitwise & and |, not && and ||: no branches, so the loop vectorises)
     const bool inner = !blocked & (row[x - 1] == cls) & (row[x + 1] == cls) &
                        (!use[0] | (nb[0][x] == cls)) & (!use[1] | (nb[1][x] == cls)) &
                        (!use[2] | (nb[2][x] == cls)) & (!use[3] | (nb[3][x] == cls));
-    out[x - x0] = (set && !inner) ? on : off;
+    out[x - x0] = (set & !inner) ? on : off;
+  };
+  // Rows are short (tens of voxels): a plain loop would run mostly in the scalar remainder of a
+  // 64-byte vector loop. Fixed chunks of kMarkChunk instead, the last one overlapping its
+  // predecessor (it rewrites the same values).
+  if (in1 - in0 >= kMarkChunk) {
+    for (int64_t x = in0;; x += kMarkChunk) {
+      x = x < in1 - kMarkChunk ? x : in1 - kMarkChunk;
+      for (int64_t i = 0; i < kMarkChunk; ++i) mark(x + i);
+      if (x == in1 - kMarkChunk) break;
+    }
+  } else {
+    for (int64_t x = in0; x < in1; ++x) mark(x);
   }
   // the box edges along axis 2 (neighbour outside = background: set means surface)
   for (int64_t x = x0; x < x0 + n && x < in0; ++x) out[x - x0] = row[x] == cls ? on : off;
@@ -185,23 +199,23 @@ NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], co
 // elsewhere. keep (or null): the final values matter only where keep[q] != 0 (elsewhere the buffer
 // keeps the forward sweep's step counts).
 NS_HD void seed_line(float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
-  const float inf = ns_inf<float>();
-  int64_t last = -1;  // forward sweep: steps back to the last seed (exact small integers)
+  // Branch-free sweeps (selects): positions before the first / after the last seed get a step
+  // count >= kFar, i.e. no seed on the line.
+  constexpr int64_t kFar = int64_t(1) << 40;
+  int64_t last = -2 * kFar;  // forward sweep: steps back to the last seed (exact small integers)
   for (int64_t q = 0; q < n; ++q) {
-    if (out[q] == 0.0f) last = q;
-    out[q] = last < 0 ? inf : float(q - last);
+    last = out[q] == 0.0f ? q : last;
+    out[q] = float(q - last);
   }
-  int64_t next = -1;  // backward sweep: steps on to the next seed, then scale
+  int64_t next = 2 * kFar + n;  // backward sweep: steps on to the next seed, then scale
   for (int64_t q = n - 1; q >= 0; --q) {
-    if (out[q] == 0.0f) next = q;  // seeds are exactly the zeros of the forward sweep
-    float steps = out[q];
-    if (next >= 0 && float(next - q) < steps) steps = float(next - q);
-    float value = steps;
-    if (steps < inf) {
-      const double d = double(steps) * h;
-      value = float(take_root ? d : d * d);
-    }
-    if (!keep || keep[q]) out[q] = value;
+    const float back = out[q];
+    next = back == 0.0f ? q : next;  // seeds are exactly the zeros of the forward sweep
+    const float ahead = float(next - q);
+    const float steps = ahead < back ? ahead : back;
+    const double d = double(steps) * h;
+    const float value = steps >= float(kFar) ? ns_inf<float>() : float(take_root ? d : d * d);
+    out[q] = (!keep || keep[q]) ? value : back;
   }
 }
 
@@ -223,43 +237,90 @@ struct StridedSlots {
   NS_HD int64_t operator()(int64_t k) const { return k * ws; }
 };
 
+// With a query mask, the last pass needs the values at a few voxels of a line only (a surface
+// crosses a line a few times): there the lower envelope costs more than the direct minimum
+// min_p f(p) + ((q - p) h)^2 at each of those voxels, a contiguous, vectorisable loop over a
+// gathered copy of f. Same arithmetic as the envelope's value, so the same result.
+constexpr int64_t kDirectMaxQueries = 24;
+constexpr int kDirectLanes = 8;
+
+// min over p in [0, n) of double(f[slot(p)]) + ((q - p) h)^2, q relative to f's first slot;
+// kDirectLanes independent minima so that the compiler vectorises it without -ffast-math.
+template <typename Slot>
+NS_HD double direct_min(const float* f, int64_t n, int64_t q, double h, Slot slot) {
+  double acc[kDirectLanes];
+  for (int j = 0; j < kDirectLanes; ++j) acc[j] = ns_inf<double>();
+  int64_t p = 0;
+  for (; p + kDirectLanes <= n; p += kDirectLanes) {
+    for (int j = 0; j < kDirectLanes; ++j) {
+      const double dq = double(q - (p + j)) * h;
+      const double val = dq * dq + double(f[slot(p + j)]);
+      acc[j] = val < acc[j] ? val : acc[j];
+    }
+  }
+  for (; p < n; ++p) {
+    const double dq = double(q - p) * h;
+    const double val = dq * dq + double(f[slot(p)]);
+    acc[0] = val < acc[0] ? val : acc[0];
+  }
+  double best = acc[0];
+  for (int j = 1; j < kDirectLanes; ++j) best = acc[j] < best ? acc[j] : best;
+  return best;
+}
+
 // Later passes: 1D squared distance transform of a sampled function, in place on the n values
 // data[q * stride] (+inf = no seed): data[q] = min_p f(p) + ((q - p) h)^2, the root when take_root.
 // keep (or null, slots `stride` apart like data): write only where keep[q] != 0, and skip a line
-// without such a slot (the metrics need the distances at the query voxels only).
+// without such a slot (the metrics need the distances at the query voxels only); with at most
+// kDirectMaxQueries such slots, the direct minimum instead of the envelope.
 // Reads f on [in0, in1) only (+inf elsewhere) and writes on [out0, out1) only.
+// The envelope is built without divisions: with b(p) = f(p) / h^2 + p^2, parabolas p < r cross at
+// (b(r) - b(p)) / (2 (r - p)), and the comparisons of crossings are cross-multiplied (exact for
+// unit spacing, where every b is an integer). Scratch: v = vertices, fv = f there, z = b there.
 template <typename Slot>
 NS_HD void envelope_line(float* data, int64_t stride, double h, bool take_root, const uint8_t* keep,
                          int64_t in0, int64_t in1, int64_t out0, int64_t out1,
                          int32_t* v, float* fv, double* z, Slot slot) {
   if (keep) {
-    bool any = false;
-    for (int64_t q = out0; q < out1 && !any; ++q) any = keep[q * stride] != 0;
-    if (!any) return;
+    int64_t queries = 0;
+    for (int64_t q = out0; q < out1; ++q) queries += keep[q * stride] != 0;
+    if (queries == 0) return;
+    if (queries <= kDirectMaxQueries) {
+      const int64_t n = in1 > in0 ? in1 - in0 : 0;
+      for (int64_t p = 0; p < n; ++p) fv[slot(p)] = data[(in0 + p) * stride];
+      for (int64_t q = out0; q < out1; ++q) {
+        if (!keep[q * stride]) continue;
+        const double best = direct_min(fv, n, q - in0, h, slot);
+        data[q * stride] = best < ns_inf<double>() ? float(take_root ? sqrt(best) : best) : ns_inf<float>();
+      }
+      return;
+    }
   }
   const double inv_h2 = 1.0 / (h * h);
   int64_t k = -1;  // index of the last parabola of the envelope
   for (int64_t q = in0; q < in1; ++q) {
     const float fq = data[q * stride];
     if (!(fq < ns_inf<float>())) continue;
-    const double base = double(fq) * inv_h2 + double(q) * double(q);
-    double cross = -ns_inf<double>();
-    while (k >= 0) {
-      const double vk = double(v[slot(k)]);
-      // abscissa where the parabola at q drops below the one at v_k
-      cross = (base - (double(fv[slot(k)]) * inv_h2 + vk * vk)) / (2.0 * (double(q) - vk));
-      if (k == 0 || cross > z[slot(k)]) break;
-      --k;  // parabola k is nowhere the lowest any more
+    const double bq = double(fq) * inv_h2 + double(q) * double(q);
+    // pop parabola k while the new one is lowest from where k starts being lowest:
+    // cross(k, q) <= cross(k - 1, k)
+    while (k >= 1) {
+      const double vk = double(v[slot(k)]), vp = double(v[slot(k - 1)]), bk = z[slot(k)];
+      if ((bq - bk) * (vk - vp) > (bk - z[slot(k - 1)]) * (double(q) - vk)) break;
+      --k;
     }
     ++k;
     v[slot(k)] = int32_t(q);
     fv[slot(k)] = fq;
-    z[slot(k)] = k == 0 ? -ns_inf<double>() : cross;
+    z[slot(k)] = bq;
   }
   const int64_t count = k + 1;
   k = 0;
   for (int64_t q = out0; q < out1; ++q) {
-    while (k + 1 < count && z[slot(k + 1)] < double(q)) ++k;
+    // move on while parabola k + 1 starts before q: cross(k, k + 1) < q
+    while (k + 1 < count &&
+           z[slot(k + 1)] - z[slot(k)] < 2.0 * double(q) * (double(v[slot(k + 1)]) - double(v[slot(k)])))
+      ++k;
     if (keep && !keep[q * stride]) continue;
     float value = ns_inf<float>();
     if (count > 0) {
@@ -340,6 +401,7 @@ struct EnvelopePass {
     else
       envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v, s.fv, s.z, UnitSlots{});
   }
+
 };
 
 // Which job owns flat line t of a pass: line_start (J + 1 prefix sums) by binary search, or
