@@ -431,8 +431,11 @@ struct LineMap {
 constexpr int kBoxClasses = 32;
 constexpr int kBoxRowCols = 5;
 
+constexpr int kFastBoxClasses = 8;
+
 template <typename L>
 struct BoxScan {
+  static constexpr bool kIntegral = (L(0.5) == L(0)) | (L(2) == L(1));  // label maps / integer or bool planes
   const L* src[2];
   const int64_t* rows;  // (R, kBoxRowCols)
   int32_t* box;         // (boxes, 6)
@@ -448,6 +451,10 @@ struct BoxScan {
     const int n_cls = int(row[3] < kBoxClasses ? row[3] : kBoxClasses);
     int32_t first[kBoxClasses], last[kBoxClasses];
     for (int k = 0; k < n_cls; ++k) first[k] = last[k] = -1;
+    if (fast_row(p, first_class, n_cls, first, last)) {
+      merge(row, c0, c1, n_cls, first, last);
+      return;
+    }
     for (int64_t x = 0; x < g.n[2]; ++x) {
       const L raw = p[x];
       const int64_t v = raw == raw ? int64_t(raw) : int64_t(-1);  // (NaN: never converted)
@@ -459,6 +466,41 @@ struct BoxScan {
         last[k] = int32_t(x);
       }
     }
+    merge(row, c0, c1, n_cls, first, last);
+  }
+
+  // Integer labels, few classes: the row's min and max (both in range: no bad value), then per
+  // class the first and last position as branch-free min / max reductions, which vectorise
+  // (the general loop above does not). false: not taken (floating source, many classes, or a
+  // bad value, which the general loop records).
+  NS_HD bool fast_row(const L* p, int64_t first_class, int n_cls, int32_t* first, int32_t* last) const {
+    if (!kIntegral || n_cls > kFastBoxClasses) return false;
+    const int32_t n = int32_t(g.n[2]);
+    L mn = p[0], mx = p[0];
+    for (int32_t x = 0; x < n; ++x) {
+      mn = p[x] < mn ? p[x] : mn;
+      mx = p[x] > mx ? p[x] : mx;
+    }
+    if (int64_t(mn) < 0 || int64_t(mx) >= num_values) return false;
+    for (int k = 0; k < n_cls; ++k) {
+      const int64_t v = first_class + k;
+      if (v > int64_t(mx) || v < int64_t(mn)) continue;  // absent (and maybe not representable in L)
+      const L cls = L(v);
+      int32_t f = n, l = -1;
+      for (int32_t x = 0; x < n; ++x) {
+        const bool eq = p[x] == cls;
+        const int32_t at = eq ? x : n, at_last = eq ? x : -1;
+        f = at < f ? at : f;
+        l = at_last > l ? at_last : l;
+      }
+      first[k] = f < n ? f : -1;
+      last[k] = l;
+    }
+    return true;
+  }
+
+  NS_HD void merge(const int64_t* row, int64_t c0, int64_t c1, int n_cls, const int32_t* first,
+                   const int32_t* last) const {
     for (int k = 0; k < n_cls; ++k) {
       if (first[k] < 0) continue;
       int32_t* b = box + 6 * (row[4] + k);

@@ -88,11 +88,18 @@ class SurfaceDistances:
         total, lines = sizes[0], sizes[1:]
         buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs.contiguous(), line_start, lines,
                                                               list(src.spatial), spacing, total)
-        idx = qflags.nonzero().squeeze(1)
-        self.values = buf[idx]
-        self.ids = torch.searchsorted(end, idx, right=True)  # the buffer is in job order
-        bounds = torch.searchsorted(self.ids, torch.arange(2 * B + 1, device=dev))
-        self.counts = bounds[1:] - bounds[:-1]
+        if dev.type == "cpu":  # numpy's nonzero / take / searchsorted: 3-5x faster than torch's here
+            idx = np.flatnonzero(qflags.numpy().view(np.bool_))
+            self.values = torch.from_numpy(buf.numpy()[idx])
+            ids = np.searchsorted(end.numpy(), idx, side="right")  # the buffer is in job order
+            self.ids = torch.from_numpy(ids)
+            self.counts = torch.from_numpy(np.bincount(ids, minlength=2 * B).astype(np.int64))
+        else:
+            idx = qflags.nonzero().squeeze(1)
+            self.values = buf[idx]
+            self.ids = torch.searchsorted(end, idx, right=True)  # the buffer is in job order
+            bounds = torch.searchsorted(self.ids, torch.arange(2 * B + 1, device=dev))
+            self.counts = bounds[1:] - bounds[:-1]
 
     def _init_reference(self, src: MaskSources, spacing: list[float]) -> None:
         """Pure-torch route (no kernel for the device): materialised masks and surfaces, the
