@@ -193,12 +193,39 @@ NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], co
   for (int64_t x = in1 > x0 ? in1 : x0; x < x0 + n; ++x) out[x - x0] = row[x] == cls ? on : off;
 }
 
+constexpr int64_t kFewSeeds = 8;
+
 // First pass (along the contiguous axis): squared distance (h = spacing) from each of the n
 // elements of a line to the nearest seed on the same line, +inf when the line has none; the
 // distance itself when take_root (1D images). On entry out[q] = 0 at the seeds (mark_row), +inf
 // elsewhere. keep (or null): the final values matter only where keep[q] != 0 (elsewhere the buffer
 // keeps the forward sweep's step counts).
 NS_HD void seed_line(float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
+  // Most lines cross a surface a few times or not at all: count the seeds (a vectorised
+  // reduction); none: +inf already everywhere; a few: the distance to each of them in turn,
+  // vectorised passes over the line, instead of the two sequential sweeps below.
+  int64_t seeds = 0;
+  for (int64_t q = 0; q < n; ++q) seeds += out[q] == 0.0f;
+  if (seeds == 0) return;
+  if (seeds <= kFewSeeds) {
+    int64_t at[kFewSeeds];
+    int64_t k = 0;
+    for (int64_t q = 0; q < n && k < seeds; ++q)
+      if (out[q] == 0.0f) at[k++] = q;
+    for (int64_t q = 0; q < n; ++q) out[q] = float(q > at[0] ? q - at[0] : at[0] - q);
+    for (int64_t i = 1; i < k; ++i) {
+      const int64_t a = at[i];
+      for (int64_t q = 0; q < n; ++q) {
+        const float d = float(q > a ? q - a : a - q);
+        out[q] = d < out[q] ? d : out[q];
+      }
+    }
+    for (int64_t q = 0; q < n; ++q) {
+      const double d = double(out[q]) * h;
+      out[q] = float(take_root ? d : d * d);
+    }
+    return;
+  }
   // Branch-free sweeps (selects): positions before the first / after the last seed get a step
   // count >= kFar, i.e. no seed on the line.
   constexpr int64_t kFar = int64_t(1) << 40;
