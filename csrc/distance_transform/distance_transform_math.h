@@ -307,10 +307,12 @@ NS_HD double direct_min(const float* f, int64_t n, int64_t q, double h, Slot slo
 template <typename Slot>
 NS_HD void envelope_line(float* data, int64_t stride, double h, bool take_root, const uint8_t* keep,
                          int64_t in0, int64_t in1, int64_t out0, int64_t out1,
-                         int32_t* v, float* fv, double* z, Slot slot) {
+                         int32_t* v, float* fv, double* z, Slot slot, int64_t queries = -1) {
   if (keep) {
-    int64_t queries = 0;
-    for (int64_t q = out0; q < out1; ++q) queries += keep[q * stride] != 0;
+    if (queries < 0) {  // (else counted by the caller)
+      queries = 0;
+      for (int64_t q = out0; q < out1; ++q) queries += keep[q * stride] != 0;
+    }
     if (queries == 0) return;
     if (queries <= kDirectMaxQueries) {
       const int64_t n = in1 > in0 ? in1 - in0 : 0;
@@ -414,7 +416,7 @@ struct EnvelopePass {
   double h;
   bool take_root;
 
-  NS_HD void operator()(int64_t j, int64_t l, Scratch s) const {
+  NS_HD void operator()(int64_t j, int64_t l, Scratch s, int64_t queries = -1) const {
     const Job b(jobs + j * kJobCols);
     int64_t c[3], h0, h1;
     const int64_t base = b.line(axis, l, c, h0, h1);
@@ -424,9 +426,43 @@ struct EnvelopePass {
     const int64_t in0 = b.slo[axis] - h0, in1 = b.shi[axis] - h0, out0 = b.qlo[axis] - h0, out1 = b.qhi[axis] - h0;
     if (s.ws == 0)  // GPU: scratch at the line's own slots
       envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v + base, s.fv + base, s.z + base,
-                    StridedSlots{stride});
+                    StridedSlots{stride}, queries);
     else
-      envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v, s.fv, s.z, UnitSlots{});
+      envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v, s.fv, s.z, UnitSlots{}, queries);
+  }
+
+  // CPU, last pass with a query mask: the lines are strided, and counting each line's query voxels
+  // one line at a time reads a new cache line (and page) per voxel. Lines l .. l + m - 1 of job j
+  // (m <= kBlockLines) that lie side by side (consecutive along axis 2) are counted together, a
+  // row of m adjacent flags at a time; lines without a query voxel are then skipped.
+  static constexpr bool kBlocks = true;
+  static constexpr int64_t kBlockLines = 32;
+
+  NS_HD int64_t adjacent_lines(int64_t j, int64_t l) const {
+    if (!(take_root && qflags)) return 1;
+    const Job b(jobs + j * kJobCols);
+    int p, r;
+    other_axes(axis, p, r);
+    int64_t r0, r1;
+    b.range(axis, r, r0, r1);
+    const int64_t run = (r1 - r0) - l % (r1 - r0);
+    return run < kBlockLines ? run : kBlockLines;
+  }
+
+  NS_HD void block(int64_t j, int64_t l, int64_t m, Scratch s) const {
+    if (m == 1) { (*this)(j, l, s); return; }
+    const Job b(jobs + j * kJobCols);
+    int64_t c[3], h0, h1;
+    const int64_t base = b.line(axis, l, c, h0, h1);
+    const int64_t stride = b.stride(axis);
+    const uint8_t* keep = qflags + base;
+    const int64_t out0 = b.qlo[axis] - h0, out1 = b.qhi[axis] - h0;
+    int32_t count[kBlockLines];
+    for (int64_t w = 0; w < kBlockLines; ++w) count[w] = 0;
+    for (int64_t q = out0; q < out1; ++q)
+      for (int64_t w = 0; w < m; ++w) count[w] += keep[q * stride + w] != 0;
+    for (int64_t w = 0; w < m; ++w)
+      if (count[w] > 0) (*this)(j, l + w, s, count[w]);
   }
 
 };
