@@ -532,19 +532,27 @@ struct BoxScan {
     merge(row, c0, c1, n_cls, first, last);
   }
 
-  // Integer labels, few classes: the row's min and max (both in range: no bad value), then per
-  // class the first and last position as branch-free min / max reductions, which vectorise
-  // (the general loop above does not). false: not taken (floating source, many classes, or a
-  // bad value, which the general loop records).
+  // Few classes: integer labels whose min and max lie in range, or floating 0/1 planes holding
+  // only 0 and 1 (no bad value either way); then per class the first and last position as
+  // branch-free min / max reductions, which vectorise (the general loop above does not). false:
+  // not taken (many classes, or a bad value, which the general loop records).
   NS_HD bool fast_row(const L* p, int64_t first_class, int n_cls, int32_t* first, int32_t* last) const {
-    if (!kIntegral || n_cls > kFastBoxClasses) return false;
+    if (n_cls > kFastBoxClasses || (!kIntegral && num_values != 2)) return false;
     const int32_t n = int32_t(g.n[2]);
     L mn = p[0], mx = p[0];
-    for (int32_t x = 0; x < n; ++x) {
-      mn = p[x] < mn ? p[x] : mn;
-      mx = p[x] > mx ? p[x] : mx;
+    if (kIntegral) {
+      for (int32_t x = 0; x < n; ++x) {
+        mn = p[x] < mn ? p[x] : mn;
+        mx = p[x] > mx ? p[x] : mx;
+      }
+      if (int64_t(mn) < 0 || int64_t(mx) >= num_values) return false;
+    } else {  // floating 0/1 planes: every value exactly 0 or 1 (a NaN is neither)
+      int32_t bad = 0;
+      for (int32_t x = 0; x < n; ++x) bad += !((p[x] == L(0)) | (p[x] == L(1)));
+      if (bad) return false;
+      mn = L(0);
+      mx = L(1);
     }
-    if (int64_t(mn) < 0 || int64_t(mx) >= num_values) return false;
     for (int k = 0; k < n_cls; ++k) {
       const int64_t v = first_class + k;
       if (v > int64_t(mx) || v < int64_t(mn)) continue;  // absent (and maybe not representable in L)
