@@ -397,3 +397,57 @@ def test_surface_distance_map_opcheck():
         bad[1, 11] = 10  # the box U leaves the image
         torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, bad, line_start, lines, [10, 11], [1.0, 0.5], 164)
 
+
+
+def _fused_and_reference(pred, ref, num_classes, spacing, device):
+    from noisyseg_ext.metrics._inputs import mask_sources
+    from noisyseg_ext.metrics.surface import SurfaceDistances
+
+    src = mask_sources(pred.to(device), ref.to(device), num_classes=num_classes, include_background=False, op="test")
+    fused = SurfaceDistances(src, list(spacing))
+    slow = SurfaceDistances.__new__(SurfaceDistances)
+    slow._init_reference(src, list(spacing))
+    for name in ("pred_empty", "ref_empty", "counts", "ids"):
+        assert torch.equal(getattr(fused, name).cpu(), getattr(slow, name).cpu()), name
+    B = fused.counts.numel()
+    for x, y in zip(_sorted_groups(fused.values.cpu(), fused.ids.cpu(), B),
+                    _sorted_groups(slow.values.cpu(), slow.ids.cpu(), B)):
+        if all(s == 1.0 for s in spacing):
+            assert x == y  # unit spacing: exact
+        else:
+            np.testing.assert_allclose(x, y, rtol=4e-7)
+    return fused
+
+
+@pytest.mark.parametrize("spacing", [None, (1.3, 0.6, 2.1)])
+def test_fused_route_crop_edge_cases(spacing, device):
+    # boxes of the two masks cropped to their union: masks touching every border, one-voxel masks,
+    # an empty mask, far-apart masks (the seed and query boxes barely overlap), and striped masks
+    # whose last-pass lines hold many query voxels (the lower envelope, not the direct minimum)
+    shape = (52, 40, 9)
+    pred = torch.zeros(6, *shape, dtype=torch.uint8)
+    ref = torch.zeros_like(pred)
+    pred[0, :, :, :] = 1; ref[0, 3:9, 5:30, 2:7] = 1                 # full image vs inner box
+    pred[0, 0, 0, 0] = 2; ref[0, 51, 39, 8] = 2                      # one voxel each, opposite corners
+    pred[1, ::2, :, :] = 1; ref[1, :, 1::3, :] = 1                   # stripes along axes 0 and 1
+    pred[1, 5, 7, 3] = 2                                             # ref class 2 empty
+    pred[2, 0:2, 0:3, 0:2] = 1; ref[2, 50:52, 37:40, 7:9] = 1        # far apart, both at borders
+    pred[3, 2:11, 4:36, 1:8] = 2; ref[3, 2:11, 4:36, 1:8] = 2        # identical: all distances 0
+    pred[4, 6, :, 4] = 1; ref[4, :, 20, :] = 1                       # a line and a plane
+    # 3x3x3 specks that stretch one box only
+    pred[5, 4:9, 10:30, 2:7] = 1; ref[5, 4:9, 12:31, 2:6] = 1; pred[5, 0:3, 37:40, 6:9] = 1
+    h = [1.0] * 3 if spacing is None else list(spacing)
+    fused = _fused_and_reference(pred, ref, 3, h, device)
+    assert fused.pred_empty.tolist() == [False, False, False, False, False, True, True, False, False, True, False, True]
+    assert fused.ref_empty[3] and not fused.ref_empty[0] and fused.counts.sum() > 0
+    # 2D, with last-pass lines (along axis 0) crossing many query voxels
+    pred2 = torch.zeros(2, 60, 31, dtype=torch.int64)
+    ref2 = torch.zeros_like(pred2)
+    pred2[0, ::2, 3:29] = 1; ref2[0, 1::4, 0:31] = 1
+    pred2[1, :, 0] = 1; ref2[1, 59, :] = 1
+    _fused_and_reference(pred2, ref2, 2, h[:2], device)
+    # bool label maps (num_classes=2) equal their one-hot form
+    pb, rb = pred2 == 1, ref2 == 1
+    a = M.hausdorff(pb.to(device), rb.to(device), num_classes=2, percentile=95)
+    b = M.hausdorff(one_hot(pred2, 2).to(device), one_hot(ref2, 2).to(device), percentile=95)
+    assert torch.equal(a, b)

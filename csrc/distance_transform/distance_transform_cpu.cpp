@@ -10,6 +10,13 @@ namespace {
 // dynamically: a thread that is slow (or descheduled on a busy machine) holds up nobody. No
 // reductions happen here, so results do not depend on the schedule.
 struct EdtCpuLauncher : CpuLauncher {
+  // Bodies with kBlocks also offer adjacent_lines(j, l) and block(j, l, m, scratch) for m lines
+  // taken together (see EnvelopePass).
+  template <typename Body, typename = void>
+  struct HasBlocks { static constexpr bool value = false; };
+  template <typename Body>
+  struct HasBlocks<Body, decltype(void(Body::kBlocks))> { static constexpr bool value = Body::kBlocks; };
+
   template <typename Body>
   void lines(const edt::LineMap& map, int64_t max_len, const Body& body) const {
     const int64_t grain = 32;
@@ -24,10 +31,18 @@ struct EdtCpuLauncher : CpuLauncher {
 #pragma omp for schedule(dynamic, 1)
       for (int64_t c = 0; c < chunks; ++c) {
         const int64_t end = (c + 1) * grain < map.total ? (c + 1) * grain : map.total;
-        for (int64_t t = c * grain; t < end; ++t) {
+        for (int64_t t = c * grain; t < end;) {
           int64_t j, l;
           map.locate(t, j, l);  // a binary search over the jobs: small next to a line's work
-          body(j, l, s);
+          if constexpr (HasBlocks<Body>::value) {
+            int64_t m = body.adjacent_lines(j, l);
+            m = m < end - t ? m : end - t;
+            body.block(j, l, m, s);
+            t += m;
+          } else {
+            body(j, l, s);
+            ++t;
+          }
         }
       }
     }

@@ -141,6 +141,8 @@ NS_HD bool surface_at(const Mask& m, const Grid& g, const int64_t lo[3], const i
 // [lo, hi) holding every set voxel), off elsewhere. Written as one branch-free loop over the row and
 // its 4 neighbouring rows so that the compiler vectorises it; the box edges along axis 2 are fixed
 // up after it (no read outside the box).
+constexpr int64_t kMarkChunk = 16;
+
 template <typename L, typename T>
 NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], const int64_t hi[3], int64_t c0,
                     int64_t c1, int64_t x0, int64_t n, bool surface, T on, T off, T* out) {
@@ -166,18 +168,32 @@ NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], co
   const bool blocked = need0 || need1 || need2 || need3;  // a neighbour row is background: no interior
   const int64_t in0 = x0 > lo[2] ? x0 : lo[2] + 1;                 // voxels with both x neighbours
   const int64_t in1 = x0 + n < hi[2] - 1 ? x0 + n : hi[2] - 1;     // inside the box
-  for (int64_t x = in0; x < in1; ++x) {
+  // (bitwise & and |, not && and ||: no branches, so the loop vectorises)
+  auto mark = [&](int64_t x) {
     const bool set = row[x] == cls;
-    // (bitwise & and |, not && and ||: no branches, so the loop vectorises)
     const bool inner = !blocked & (row[x - 1] == cls) & (row[x + 1] == cls) &
                        (!use[0] | (nb[0][x] == cls)) & (!use[1] | (nb[1][x] == cls)) &
                        (!use[2] | (nb[2][x] == cls)) & (!use[3] | (nb[3][x] == cls));
-    out[x - x0] = (set && !inner) ? on : off;
+    out[x - x0] = (set & !inner) ? on : off;
+  };
+  // Rows are short (tens of voxels): a plain loop would run mostly in the scalar remainder of a
+  // 64-byte vector loop. Fixed chunks of kMarkChunk instead, the last one overlapping its
+  // predecessor (it rewrites the same values).
+  if (in1 - in0 >= kMarkChunk) {
+    for (int64_t x = in0;; x += kMarkChunk) {
+      x = x < in1 - kMarkChunk ? x : in1 - kMarkChunk;
+      for (int64_t i = 0; i < kMarkChunk; ++i) mark(x + i);
+      if (x == in1 - kMarkChunk) break;
+    }
+  } else {
+    for (int64_t x = in0; x < in1; ++x) mark(x);
   }
   // the box edges along axis 2 (neighbour outside = background: set means surface)
   for (int64_t x = x0; x < x0 + n && x < in0; ++x) out[x - x0] = row[x] == cls ? on : off;
   for (int64_t x = in1 > x0 ? in1 : x0; x < x0 + n; ++x) out[x - x0] = row[x] == cls ? on : off;
 }
+
+constexpr int64_t kFewSeeds = 8;
 
 // First pass (along the contiguous axis): squared distance (h = spacing) from each of the n
 // elements of a line to the nearest seed on the same line, +inf when the line has none; the
@@ -185,23 +201,48 @@ NS_HD void mark_row(const MaskView<L>& m, const Grid& g, const int64_t lo[3], co
 // elsewhere. keep (or null): the final values matter only where keep[q] != 0 (elsewhere the buffer
 // keeps the forward sweep's step counts).
 NS_HD void seed_line(float* out, int64_t n, double h, bool take_root, const uint8_t* keep) {
-  const float inf = ns_inf<float>();
-  int64_t last = -1;  // forward sweep: steps back to the last seed (exact small integers)
-  for (int64_t q = 0; q < n; ++q) {
-    if (out[q] == 0.0f) last = q;
-    out[q] = last < 0 ? inf : float(q - last);
-  }
-  int64_t next = -1;  // backward sweep: steps on to the next seed, then scale
-  for (int64_t q = n - 1; q >= 0; --q) {
-    if (out[q] == 0.0f) next = q;  // seeds are exactly the zeros of the forward sweep
-    float steps = out[q];
-    if (next >= 0 && float(next - q) < steps) steps = float(next - q);
-    float value = steps;
-    if (steps < inf) {
-      const double d = double(steps) * h;
-      value = float(take_root ? d : d * d);
+  // Most lines cross a surface a few times or not at all: count the seeds (a vectorised
+  // reduction); none: +inf already everywhere; a few: the distance to each of them in turn,
+  // vectorised passes over the line, instead of the two sequential sweeps below.
+  int64_t seeds = 0;
+  for (int64_t q = 0; q < n; ++q) seeds += out[q] == 0.0f;
+  if (seeds == 0) return;
+  if (seeds <= kFewSeeds) {
+    int64_t at[kFewSeeds];
+    int64_t k = 0;
+    for (int64_t q = 0; q < n && k < seeds; ++q)
+      if (out[q] == 0.0f) at[k++] = q;
+    for (int64_t q = 0; q < n; ++q) out[q] = float(q > at[0] ? q - at[0] : at[0] - q);
+    for (int64_t i = 1; i < k; ++i) {
+      const int64_t a = at[i];
+      for (int64_t q = 0; q < n; ++q) {
+        const float d = float(q > a ? q - a : a - q);
+        out[q] = d < out[q] ? d : out[q];
+      }
     }
-    if (!keep || keep[q]) out[q] = value;
+    for (int64_t q = 0; q < n; ++q) {
+      const double d = double(out[q]) * h;
+      out[q] = float(take_root ? d : d * d);
+    }
+    return;
+  }
+  // Branch-free sweeps (selects): positions before the first / after the last seed get a step
+  // count >= kFar, i.e. no seed on the line.
+  constexpr int64_t kFar = int64_t(1) << 40;
+  int64_t last = -2 * kFar;  // forward sweep: steps back to the last seed (exact small integers)
+  for (int64_t q = 0; q < n; ++q) {
+    last = out[q] == 0.0f ? q : last;
+    out[q] = float(q - last);
+  }
+  int64_t next = 2 * kFar + n;  // backward sweep: steps on to the next seed, then scale
+  for (int64_t q = n - 1; q >= 0; --q) {
+    const float back = out[q];
+    next = back == 0.0f ? q : next;  // seeds are exactly the zeros of the forward sweep
+    const float ahead = float(next - q);
+    const float steps = ahead < back ? ahead : back;
+    const double d = double(steps) * h;
+    const float value = steps >= float(kFar) ? ns_inf<float>() : float(take_root ? d : d * d);
+    out[q] = (!keep || keep[q]) ? value : back;
   }
 }
 
@@ -223,43 +264,92 @@ struct StridedSlots {
   NS_HD int64_t operator()(int64_t k) const { return k * ws; }
 };
 
+// With a query mask, the last pass needs the values at a few voxels of a line only (a surface
+// crosses a line a few times): there the lower envelope costs more than the direct minimum
+// min_p f(p) + ((q - p) h)^2 at each of those voxels, a contiguous, vectorisable loop over a
+// gathered copy of f. Same arithmetic as the envelope's value, so the same result.
+constexpr int64_t kDirectMaxQueries = 24;
+constexpr int kDirectLanes = 8;
+
+// min over p in [0, n) of double(f[slot(p)]) + ((q - p) h)^2, q relative to f's first slot;
+// kDirectLanes independent minima so that the compiler vectorises it without -ffast-math.
+template <typename Slot>
+NS_HD double direct_min(const float* f, int64_t n, int64_t q, double h, Slot slot) {
+  double acc[kDirectLanes];
+  for (int j = 0; j < kDirectLanes; ++j) acc[j] = ns_inf<double>();
+  int64_t p = 0;
+  for (; p + kDirectLanes <= n; p += kDirectLanes) {
+    for (int j = 0; j < kDirectLanes; ++j) {
+      const double dq = double(q - (p + j)) * h;
+      const double val = dq * dq + double(f[slot(p + j)]);
+      acc[j] = val < acc[j] ? val : acc[j];
+    }
+  }
+  for (; p < n; ++p) {
+    const double dq = double(q - p) * h;
+    const double val = dq * dq + double(f[slot(p)]);
+    acc[0] = val < acc[0] ? val : acc[0];
+  }
+  double best = acc[0];
+  for (int j = 1; j < kDirectLanes; ++j) best = acc[j] < best ? acc[j] : best;
+  return best;
+}
+
 // Later passes: 1D squared distance transform of a sampled function, in place on the n values
 // data[q * stride] (+inf = no seed): data[q] = min_p f(p) + ((q - p) h)^2, the root when take_root.
 // keep (or null, slots `stride` apart like data): write only where keep[q] != 0, and skip a line
-// without such a slot (the metrics need the distances at the query voxels only).
+// without such a slot (the metrics need the distances at the query voxels only); with at most
+// kDirectMaxQueries such slots, the direct minimum instead of the envelope.
 // Reads f on [in0, in1) only (+inf elsewhere) and writes on [out0, out1) only.
+// The envelope is built without divisions: with b(p) = f(p) / h^2 + p^2, parabolas p < r cross at
+// (b(r) - b(p)) / (2 (r - p)), and the comparisons of crossings are cross-multiplied (exact for
+// unit spacing, where every b is an integer). Scratch: v = vertices, fv = f there, z = b there.
 template <typename Slot>
 NS_HD void envelope_line(float* data, int64_t stride, double h, bool take_root, const uint8_t* keep,
                          int64_t in0, int64_t in1, int64_t out0, int64_t out1,
-                         int32_t* v, float* fv, double* z, Slot slot) {
+                         int32_t* v, float* fv, double* z, Slot slot, int64_t queries = -1) {
   if (keep) {
-    bool any = false;
-    for (int64_t q = out0; q < out1 && !any; ++q) any = keep[q * stride] != 0;
-    if (!any) return;
+    if (queries < 0) {  // (else counted by the caller)
+      queries = 0;
+      for (int64_t q = out0; q < out1; ++q) queries += keep[q * stride] != 0;
+    }
+    if (queries == 0) return;
+    if (queries <= kDirectMaxQueries) {
+      const int64_t n = in1 > in0 ? in1 - in0 : 0;
+      for (int64_t p = 0; p < n; ++p) fv[slot(p)] = data[(in0 + p) * stride];
+      for (int64_t q = out0; q < out1; ++q) {
+        if (!keep[q * stride]) continue;
+        const double best = direct_min(fv, n, q - in0, h, slot);
+        data[q * stride] = best < ns_inf<double>() ? float(take_root ? sqrt(best) : best) : ns_inf<float>();
+      }
+      return;
+    }
   }
   const double inv_h2 = 1.0 / (h * h);
   int64_t k = -1;  // index of the last parabola of the envelope
   for (int64_t q = in0; q < in1; ++q) {
     const float fq = data[q * stride];
     if (!(fq < ns_inf<float>())) continue;
-    const double base = double(fq) * inv_h2 + double(q) * double(q);
-    double cross = -ns_inf<double>();
-    while (k >= 0) {
-      const double vk = double(v[slot(k)]);
-      // abscissa where the parabola at q drops below the one at v_k
-      cross = (base - (double(fv[slot(k)]) * inv_h2 + vk * vk)) / (2.0 * (double(q) - vk));
-      if (k == 0 || cross > z[slot(k)]) break;
-      --k;  // parabola k is nowhere the lowest any more
+    const double bq = double(fq) * inv_h2 + double(q) * double(q);
+    // pop parabola k while the new one is lowest from where k starts being lowest:
+    // cross(k, q) <= cross(k - 1, k)
+    while (k >= 1) {
+      const double vk = double(v[slot(k)]), vp = double(v[slot(k - 1)]), bk = z[slot(k)];
+      if ((bq - bk) * (vk - vp) > (bk - z[slot(k - 1)]) * (double(q) - vk)) break;
+      --k;
     }
     ++k;
     v[slot(k)] = int32_t(q);
     fv[slot(k)] = fq;
-    z[slot(k)] = k == 0 ? -ns_inf<double>() : cross;
+    z[slot(k)] = bq;
   }
   const int64_t count = k + 1;
   k = 0;
   for (int64_t q = out0; q < out1; ++q) {
-    while (k + 1 < count && z[slot(k + 1)] < double(q)) ++k;
+    // move on while parabola k + 1 starts before q: cross(k, k + 1) < q
+    while (k + 1 < count &&
+           z[slot(k + 1)] - z[slot(k)] < 2.0 * double(q) * (double(v[slot(k + 1)]) - double(v[slot(k)])))
+      ++k;
     if (keep && !keep[q * stride]) continue;
     float value = ns_inf<float>();
     if (count > 0) {
@@ -326,7 +416,7 @@ struct EnvelopePass {
   double h;
   bool take_root;
 
-  NS_HD void operator()(int64_t j, int64_t l, Scratch s) const {
+  NS_HD void operator()(int64_t j, int64_t l, Scratch s, int64_t queries = -1) const {
     const Job b(jobs + j * kJobCols);
     int64_t c[3], h0, h1;
     const int64_t base = b.line(axis, l, c, h0, h1);
@@ -336,10 +426,45 @@ struct EnvelopePass {
     const int64_t in0 = b.slo[axis] - h0, in1 = b.shi[axis] - h0, out0 = b.qlo[axis] - h0, out1 = b.qhi[axis] - h0;
     if (s.ws == 0)  // GPU: scratch at the line's own slots
       envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v + base, s.fv + base, s.z + base,
-                    StridedSlots{stride});
+                    StridedSlots{stride}, queries);
     else
-      envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v, s.fv, s.z, UnitSlots{});
+      envelope_line(data, stride, h, take_root, keep, in0, in1, out0, out1, s.v, s.fv, s.z, UnitSlots{}, queries);
   }
+
+  // CPU, last pass with a query mask: the lines are strided, and counting each line's query voxels
+  // one line at a time reads a new cache line (and page) per voxel. Lines l .. l + m - 1 of job j
+  // (m <= kBlockLines) that lie side by side (consecutive along axis 2) are counted together, a
+  // row of m adjacent flags at a time; lines without a query voxel are then skipped.
+  static constexpr bool kBlocks = true;
+  static constexpr int64_t kBlockLines = 32;
+
+  NS_HD int64_t adjacent_lines(int64_t j, int64_t l) const {
+    if (!(take_root && qflags)) return 1;
+    const Job b(jobs + j * kJobCols);
+    int p, r;
+    other_axes(axis, p, r);
+    int64_t r0, r1;
+    b.range(axis, r, r0, r1);
+    const int64_t run = (r1 - r0) - l % (r1 - r0);
+    return run < kBlockLines ? run : kBlockLines;
+  }
+
+  NS_HD void block(int64_t j, int64_t l, int64_t m, Scratch s) const {
+    if (m == 1) { (*this)(j, l, s); return; }
+    const Job b(jobs + j * kJobCols);
+    int64_t c[3], h0, h1;
+    const int64_t base = b.line(axis, l, c, h0, h1);
+    const int64_t stride = b.stride(axis);
+    const uint8_t* keep = qflags + base;
+    const int64_t out0 = b.qlo[axis] - h0, out1 = b.qhi[axis] - h0;
+    int32_t count[kBlockLines];
+    for (int64_t w = 0; w < kBlockLines; ++w) count[w] = 0;
+    for (int64_t q = out0; q < out1; ++q)
+      for (int64_t w = 0; w < m; ++w) count[w] += keep[q * stride + w] != 0;
+    for (int64_t w = 0; w < m; ++w)
+      if (count[w] > 0) (*this)(j, l + w, s, count[w]);
+  }
+
 };
 
 // Which job owns flat line t of a pass: line_start (J + 1 prefix sums) by binary search, or
@@ -369,8 +494,11 @@ struct LineMap {
 constexpr int kBoxClasses = 32;
 constexpr int kBoxRowCols = 5;
 
+constexpr int kFastBoxClasses = 8;
+
 template <typename L>
 struct BoxScan {
+  static constexpr bool kIntegral = (L(0.5) == L(0)) | (L(2) == L(1));  // label maps / integer or bool planes
   const L* src[2];
   const int64_t* rows;  // (R, kBoxRowCols)
   int32_t* box;         // (boxes, 6)
@@ -386,6 +514,10 @@ struct BoxScan {
     const int n_cls = int(row[3] < kBoxClasses ? row[3] : kBoxClasses);
     int32_t first[kBoxClasses], last[kBoxClasses];
     for (int k = 0; k < n_cls; ++k) first[k] = last[k] = -1;
+    if (fast_row(p, first_class, n_cls, first, last)) {
+      merge(row, c0, c1, n_cls, first, last);
+      return;
+    }
     for (int64_t x = 0; x < g.n[2]; ++x) {
       const L raw = p[x];
       const int64_t v = raw == raw ? int64_t(raw) : int64_t(-1);  // (NaN: never converted)
@@ -397,6 +529,49 @@ struct BoxScan {
         last[k] = int32_t(x);
       }
     }
+    merge(row, c0, c1, n_cls, first, last);
+  }
+
+  // Few classes: integer labels whose min and max lie in range, or floating 0/1 planes holding
+  // only 0 and 1 (no bad value either way); then per class the first and last position as
+  // branch-free min / max reductions, which vectorise (the general loop above does not). false:
+  // not taken (many classes, or a bad value, which the general loop records).
+  NS_HD bool fast_row(const L* p, int64_t first_class, int n_cls, int32_t* first, int32_t* last) const {
+    if (n_cls > kFastBoxClasses || (!kIntegral && num_values != 2)) return false;
+    const int32_t n = int32_t(g.n[2]);
+    L mn = p[0], mx = p[0];
+    if (kIntegral) {
+      for (int32_t x = 0; x < n; ++x) {
+        mn = p[x] < mn ? p[x] : mn;
+        mx = p[x] > mx ? p[x] : mx;
+      }
+      if (int64_t(mn) < 0 || int64_t(mx) >= num_values) return false;
+    } else {  // floating 0/1 planes: every value exactly 0 or 1 (a NaN is neither)
+      int32_t bad = 0;
+      for (int32_t x = 0; x < n; ++x) bad += !((p[x] == L(0)) | (p[x] == L(1)));
+      if (bad) return false;
+      mn = L(0);
+      mx = L(1);
+    }
+    for (int k = 0; k < n_cls; ++k) {
+      const int64_t v = first_class + k;
+      if (v > int64_t(mx) || v < int64_t(mn)) continue;  // absent (and maybe not representable in L)
+      const L cls = L(v);
+      int32_t f = n, l = -1;
+      for (int32_t x = 0; x < n; ++x) {
+        const bool eq = p[x] == cls;
+        const int32_t at = eq ? x : n, at_last = eq ? x : -1;
+        f = at < f ? at : f;
+        l = at_last > l ? at_last : l;
+      }
+      first[k] = f < n ? f : -1;
+      last[k] = l;
+    }
+    return true;
+  }
+
+  NS_HD void merge(const int64_t* row, int64_t c0, int64_t c1, int n_cls, const int32_t* first,
+                   const int32_t* last) const {
     for (int k = 0; k < n_cls; ++k) {
       if (first[k] < 0) continue;
       int32_t* b = box + 6 * (row[4] + k);

@@ -88,11 +88,18 @@ class SurfaceDistances:
         total, lines = sizes[0], sizes[1:]
         buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs.contiguous(), line_start, lines,
                                                               list(src.spatial), spacing, total)
-        idx = qflags.nonzero().squeeze(1)
-        self.values = buf[idx]
-        self.ids = torch.searchsorted(end, idx, right=True)  # the buffer is in job order
-        bounds = torch.searchsorted(self.ids, torch.arange(2 * B + 1, device=dev))
-        self.counts = bounds[1:] - bounds[:-1]
+        if dev.type == "cpu":  # numpy's nonzero / take / searchsorted: 3-5x faster than torch's here
+            idx = np.flatnonzero(qflags.numpy().view(np.bool_))
+            self.values = torch.from_numpy(buf.numpy()[idx])
+            ids = np.searchsorted(end.numpy(), idx, side="right")  # the buffer is in job order
+            self.ids = torch.from_numpy(ids)
+            self.counts = torch.from_numpy(np.bincount(ids, minlength=2 * B).astype(np.int64))
+        else:
+            idx = qflags.nonzero().squeeze(1)
+            self.values = buf[idx]
+            self.ids = torch.searchsorted(end, idx, right=True)  # the buffer is in job order
+            bounds = torch.searchsorted(self.ids, torch.arange(2 * B + 1, device=dev))
+            self.counts = bounds[1:] - bounds[:-1]
 
     def _init_reference(self, src: MaskSources, spacing: list[float]) -> None:
         """Pure-torch route (no kernel for the device): materialised masks and surfaces, the
@@ -159,20 +166,28 @@ def segment_percentile(values: Tensor, ids: Tensor, counts: Tensor, q: float) ->
     """The q-th percentile (0..100) of each group (``counts[g]`` values have ``ids == g``), with
     numpy.percentile's default linear interpolation; float64 (G,), NaN for an empty group.
     ``values`` must be >= 0 (distances): their float32 bit patterns then sort like the values, so
-    one int64 sort of (group << 32 | bits) orders every group at once."""
+    one int64 sort of (group << 32 | bits) orders every group at once (on the CPU a partial sort
+    that places only the positions read)."""
     out = torch.full((counts.numel(),), float("nan"), dtype=torch.float64, device=values.device)
     if values.numel() == 0:
         return out
-    bits = values.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
-    ordered = _sort_int64((ids << 32) | bits) & 0xFFFFFFFF
-    v = ordered.to(torch.int32).view(torch.float32).to(torch.float64)
     start = torch.cumsum(counts, 0) - counts
     pos = (q / 100.0) * (counts - 1).clamp(min=0).to(torch.float64)
     below = torch.floor(pos)
     t = pos - below
-    last = v.numel() - 1
+    last = values.numel() - 1
     i0 = (start + below.to(torch.int64)).clamp(0, last)
     i1 = torch.minimum(i0 + 1, start + counts - 1).clamp(0, last)
+    bits = values.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
+    keys = (ids << 32) | bits
+    if keys.device.type == "cpu":
+        # only the two order statistics per group are read: numpy's introselect at those
+        # positions (about 4x faster than sorting every key)
+        kth = np.unique(torch.cat([i0, i1]).numpy())
+        ordered = torch.from_numpy(np.partition(keys.numpy(), kth)) & 0xFFFFFFFF
+    else:
+        ordered = _sort_int64(keys) & 0xFFFFFFFF
+    v = ordered.to(torch.int32).view(torch.float32).to(torch.float64)
     a, b = v[i0], v[i1]
     diff = b - a
     # numpy's _lerp: a + diff * t, computed from the upper end when t >= 0.5
