@@ -84,7 +84,7 @@ struct Softmax2 {
   NS_HD Softmax2(A a, A b) {
     d = two_class_diff(a, b);
     const bool b_big = d > A(0);
-    e = vexp(vsel(b_big, -d, d));  // exp(-|d|), NaN stays NaN
+    e = vexp_blend(vsel(b_big, -d, d));  // exp(-|d|), NaN stays NaN; _blend: ce() takes its log
     const A r = A(1) / (A(1) + e), small = e * r;
     pa = vsel(b_big, small, r);
     pb = vsel(b_big, r, small);

@@ -65,13 +65,13 @@ NS_HD A lse_finish(const LseState<A>& st) {  // NaN in, NaN out; +-inf max gives
 // Two-class log-sum-exp in closed form, max + log(1 + exp(-|x0 - x1|)): one exp where the general
 // path takes two. NaN in, NaN out; one infinite score gives that score (or the finite one when it
 // is -inf), as the general path; two equal infinite scores give NaN where it gives the infinity,
-// which makes no difference to CE = lse - x_t (NaN either way). Vectorises since vec_math.h's exp
-// blends with vsel (with a `?:` there GCC left any loop that feeds exp into log scalar).
+// which makes no difference to CE = lse - x_t (NaN either way). ns_exp_blend: with the plain
+// ns_exp GCC leaves this exp-then-log loop scalar (vec_math.h).
 template <typename A>
 NS_HD A two_class_lse(A x0, A x1) {
   const A d = x0 - x1;
   const bool second = d < A(0);
-  return vsel(second, x1, x0) + ns_log(A(1) + ns_exp(vsel(second, d, -d)));
+  return vsel(second, x1, x0) + ns_log(A(1) + ns_exp_blend(vsel(second, d, -d)));
 }
 
 // Two-class softmax in closed form, for the backward: with e = exp(-|x0 - x1|) (in (0, 1]),
