@@ -9,7 +9,8 @@
 // element-wise math, written once.
 //
 // Uncertainty (T passes, p_t = softmax(x_t) over C):
-//   sums_c  += p_tc                                  (one pass at a time: stacked or streaming)
+//   sums_c  += p_tc                                  (one pass at a time: stacked or streaming;
+//                                                     two classes keep sums_1 only)
 //   mu_c     = sums_c / T
 //   u        = -sum_c mu_c log mu_c  (0 log 0 = 0),  times 1/ln C if normalize
 //   per-image partial sums of u and of the number of non-ignored pixels -> U_i
@@ -162,13 +163,15 @@ struct StripExp {
 template <int W, typename A, typename T>
 NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool first) {
   if (C == 2) {  // one fused loop, one exp per pixel
+    // Two classes: only sums_1 is kept (mean_entropy takes mu_0 = 1 - mu_1; sums_0 is scratch),
+    // p_1 = 1 / (1 + exp(x_0 - x_1)): one exp, one divide and one running sum a pixel, where
+    // Softmax2's two sums and selects cost 25 % more in this, the one kernel that reads T
+    // passes. Small p_1 keep their relative precision (exp(-d) grows huge; cephes clamps it, so
+    // p_1 < 1e-38 comes out as about 6e-39 instead of 0).
     if (first)
-      for (int j = 0; j < len; ++j) { sums[j] = A(0); sums[S + j] = A(0); }
-    for (int j = 0; j < len; ++j) {
-      const Softmax2<A> sm(load<A>(x, j), load<A>(x, S + j));
-      sums[j] += sm.pa;
-      sums[S + j] += sm.pb;
-    }
+      for (int j = 0; j < len; ++j) sums[S + j] = A(0);
+    for (int j = 0; j < len; ++j)
+      sums[S + j] += A(1) / (A(1) + vexp(-two_class_diff(load<A>(x, j), load<A>(x, S + j))));
     return;
   }
   StripExp<W, A> se;
@@ -188,8 +191,19 @@ NS_HD A neg_xlogx(A m) {
 }
 
 // mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
+// Two classes: mu_0 = 1 - mu_1 (sums_0 is not kept, see add_softmax; within 6e-8 of the sum).
 template <int W, typename A>
 NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
+  if (C == 2) {
+    const A inv_count = A(1) / count;
+    for (int j = 0; j < len; ++j) {
+      const A m1 = sums[S + j] * inv_count, m0 = A(1) - m1;
+      mean[j] = m0;
+      mean[S + j] = m1;
+      u[j] = (neg_xlogx(m0) + neg_xlogx(m1)) * scale;
+    }
+    return;
+  }
   A h[W];
   const A inv_count = A(1) / count;  // a multiply a score instead of a divide (within 1 ulp)
   for (int j = 0; j < len; ++j) h[j] = A(0);

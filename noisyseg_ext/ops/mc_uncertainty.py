@@ -99,7 +99,9 @@ def _stacked_fake(teacher_logits, target, ignore_index, normalize):
 
 @torch.library.custom_op("noisyseg::mc_accumulate", mutates_args=("sums",))
 def _accumulate(sums: Tensor, logits: Tensor, first: bool) -> None:
-    """sums (N, C, *spatial) accumulation dtype, contiguous: += softmax(logits, 1) (= when first)."""
+    """sums (N, C, *spatial) accumulation dtype, contiguous: += softmax(logits, 1) (= when first).
+    For C = 2 only class 1's running sum is kept (sums[:, 0] is scratch; mc_finalize takes
+    mu_0 = 1 - mu_1)."""
     x = logits.contiguous()
     n, c = x.shape[:2]
     s = x[0, 0].numel() if x.numel() else 0
