@@ -103,33 +103,18 @@ NS_HD float cephes_log(float x) {
 }
 #endif
 
-NS_HD float vexp(float x) {
+// vexp_blend: vexp for loops that go on to take a log of the result (see cephes_exp_t).
+// vlog: x > 0 (callers pass sums >= 1, or guard x == 0 with vsel); NaN in, NaN out.
 #if defined(__CUDA_ARCH__)
-  return __expf(x);
+NS_HD float vexp(float x) { return __expf(x); }
+NS_HD float vexp_blend(float x) { return __expf(x); }
+NS_HD float vlog(float x) { return __logf(x); }
 #else
-  return cephes_exp(x);
+NS_HD float vexp(float x) { return cephes_exp(x); }
+NS_HD float vexp_blend(float x) { return cephes_exp_blend(x); }
+NS_HD float vlog(float x) { return cephes_log(x); }
 #endif
-}
-
-// log(x) for x > 0 (callers pass sums >= 1, or guard x == 0 with vsel); NaN in, NaN out.
-NS_HD float vlog(float x) {
-#if defined(__CUDA_ARCH__)
-  return __logf(x);
-#else
-  return cephes_log(x);
-#endif
-}
-
 NS_HD double vexp(double x) { return exp(x); }
-
-// vexp for loops that go on to take a log of the result (see cephes_exp_t).
-NS_HD float vexp_blend(float x) {
-#if defined(__CUDA_ARCH__)
-  return __expf(x);
-#else
-  return cephes_exp_blend(x);
-#endif
-}
 NS_HD double vexp_blend(double x) { return exp(x); }
 NS_HD double vlog(double x) { return log(x); }
 
