@@ -3,7 +3,7 @@
 # benchmarks, print a short roofline table. Usage (repo root): bash benchmarks/gpu_check.sh [OUT_DIR]
 #
 # Budget (device tool: one command <= 10 min, at most 8 files back from $OUT): build (not bounded
-# here; sm_90 only, 16 jobs), CUDA tests <= 180 s, benchmarks <= 250 s in four pytest runs (one per
+# here; sm_90 only, 16 jobs), CUDA tests <= 180 s, benchmarks <= 270 s in five pytest runs (one per
 # file, each with its own timeout, so that one slow file loses only its own cases: on the timeout
 # pytest gets SIGINT and still writes its JSON), then the table. Give the call timeout_s=600.
 # Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt.
@@ -24,11 +24,11 @@ stage "CUDA tests"
 # CUDA-parametrised tests only (the CPU ones ran in CI).
 timeout -s INT -k 15 180 pytest -q -x -k cuda -p no:cacheprovider . 2>&1 | tee "$out/tests.log" | tail -15
 cd ..
-# GPU benchmarks: the "cuda" cases of every benchmark file (test_bench_metrics.py has none yet and
-# is not run). Per-file limits in seconds; JSON per file in a scratch folder, merged into bench.json.
+# GPU benchmarks: the "cuda" cases of every benchmark file. Per-file limits in seconds; JSON per
+# file in a scratch folder, merged into bench.json.
 json_dir="$(mktemp -d)"
 : >"$out/bench.log"
-for spec in weighted_ce:70 pint:90 morphology:45 elastic:45; do
+for spec in weighted_ce:70 pint:80 morphology:40 elastic:40 metrics:40; do
   name="${spec%%:*}" limit="${spec##*:}"
   stage "benchmarks: $name (limit ${limit} s)"
   timeout -s INT -k 15 "$limit" pytest "benchmarks/test_bench_$name.py" --benchmark-only -q -k cuda -p no:cacheprovider -rfEs \

@@ -99,6 +99,14 @@ ELASTICDEFORM_REF_S = {
     ("3d_4x112x112x80", "order 0"): 4.26, ("3d_4x112x112x80", "order 3"): 4.55,
 }
 
+# MONAI 1.6.1 HausdorffDistanceMetric(percentile=95) / SurfaceDistanceMetric(symmetric=True) CPU
+# medians on the metrics benchmark's masks, from benchmarks/RESULTS.md (same machine as above):
+# the smallest median measured there per case, the baseline of "GPU >= 50x MONAI's CPU path".
+MONAI_REF_S = {
+    ("3d_4x128^3", "hd95"): 0.283, ("3d_4x128^3", "assd"): 0.260,
+    ("2d_64x256^2", "hd95"): 0.449, ("2d_64x256^2", "assd"): 0.440,
+}
+
 # --------------------------------------------------------------------------------------------
 # report
 
@@ -178,6 +186,10 @@ def table(rows, peak_override=None, copy_gbs=None):
             ref = ELASTICDEFORM_REF_S.get((case, op.split(" ", 1)[1] if " " in op else ""))
             if ref is not None and not any(i["impl"].startswith("elasticdeform") for i, _ in base):
                 base.append(({"impl": "elasticdeform CPU (RESULTS.md ref)"}, ref))
+        if dev == "cuda" and op.startswith("metrics "):
+            ref = MONAI_REF_S.get((case, op.split(" ", 1)[1]))
+            if ref is not None and not any(i["impl"].startswith("MONAI") for i, _ in base):
+                base.append(({"impl": "MONAI CPU (RESULTS.md ref)"}, ref))
         for info, med in g["ours"] or [({"impl": "-", "min_bytes": 0, "device_name": ""}, None)]:
             gbs = info.get("min_bytes", 0) / med / 1e9 if med else None
             peak = peak_override or peak_gbs(info.get("device_name", ""))
