@@ -66,10 +66,6 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
     }
 }
 
-// Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
-// larger score's probability is r and the smaller's e * r (exp(min - max) = e: the same values
-// as the general max-shifted softmax). NaN or +inf in either score gives NaN in both, -inf gives
-// 0 / 1, as torch does. Written branch-free for the CPU strip loops.
 // d = b - a for the two-class paths, NaN when a score is +inf: torch's softmax gives NaN there
 // (exp(inf - inf)), and the closed forms below would give the limit instead. (a / 2 + b / 2 is
 // +inf only for a +inf score; -inf scores need nothing: they give 0 / 1, as torch.)
@@ -79,6 +75,10 @@ NS_HD A two_class_diff(A a, A b) {
   return vsel(pos_inf, std::numeric_limits<A>::quiet_NaN(), b - a);
 }
 
+// Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
+// larger score's probability is r and the smaller's e * r (exp(min - max) = e: the same values
+// as the general max-shifted softmax). NaN or +inf in either score gives NaN in both, -inf gives
+// 0 / 1, as torch does. Written branch-free for the CPU strip loops.
 template <typename A>
 struct Softmax2 {
   A d, e, pa, pb;
@@ -194,8 +194,8 @@ NS_HD A neg_xlogx(A m) {
 // Two classes: mu_0 = 1 - mu_1 (sums_0 is not kept, see add_softmax; within 6e-8 of the sum).
 template <int W, typename A>
 NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
+  const A inv_count = A(1) / count;  // a multiply a score instead of a divide (within 1 ulp)
   if (C == 2) {
-    const A inv_count = A(1) / count;
     for (int j = 0; j < len; ++j) {
       const A m1 = sums[S + j] * inv_count, m0 = A(1) - m1;
       mean[j] = m0;
@@ -205,7 +205,6 @@ NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int 
     return;
   }
   A h[W];
-  const A inv_count = A(1) / count;  // a multiply a score instead of a divide (within 1 ulp)
   for (int j = 0; j < len; ++j) h[j] = A(0);
   for (int64_t c = 0; c < C; ++c)
     for (int j = 0; j < len; ++j) {
