@@ -1,6 +1,7 @@
 """PINT kernels: MC uncertainty (stacked and streaming) and the gated CE / MSE loss, against the
 pure-torch references in noisyseg_ext.ops.reference."""
 
+import itertools
 import math
 
 import pytest
@@ -104,9 +105,12 @@ def test_extreme_logits(device, C):
         for g, r in zip(got, ref):
             torch.testing.assert_close(g, r, **tol(dtype), equal_nan=True)
         s = xt[0].clone().requires_grad_()
-        target = torch.randint(0, C, (2, 12), device=device)
+        # The same labels on every device, and every label at the +inf score's pixel (1, 0):
+        # its cross-entropy is NaN whatever the label (torch).
+        target = torch.randint(0, C, (2, 12), generator=torch.Generator().manual_seed(1)).to(device)
         mu, u = ref[0].nan_to_num(0.5), ref[1].nan_to_num(0.0)
-        for thr in (None, 0.3):
+        for thr, y_inf in itertools.product((None, 0.3), range(C)):
+            target[1, 0] = y_inf
             r = pint_loss(s, target, mu, u, pixel_threshold=thr, consistency_weight=0.5, reduction="none")
             e, _, _ = reference.pint_loss(s, target, mu, u, pixel_threshold=thr, consistency_weight=0.5,
                                           reduction="none")

@@ -151,11 +151,9 @@ struct StripExp {
     }
   }
 
-  // lse = m + log z (m itself when m is +-inf; NaN in -> NaN out).
-  NS_HD A lse(int j) const {
-    const bool inf = (m[j] == ns_inf<A>()) | (m[j] == -ns_inf<A>());
-    return vsel(inf, m[j], m[j] + vlog(z[j]));
-  }
+  // lse = m + log z. A +inf (or all -inf) score gives NaN, as torch's log_softmax (the max-shifted
+  // score inf - inf is NaN, so is z): the cross-entropy is NaN whatever the label, as in torch.
+  NS_HD A lse(int j) const { return m[j] + vlog(z[j]); }
 };
 
 // sums_c += softmax(x)_c for a strip (first: sums_c = softmax(x)_c, so that a stacked pass and a

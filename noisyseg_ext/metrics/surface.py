@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from noisyseg_ext.metrics._inputs import MaskSources, check_label_range, mask_sources
-from noisyseg_ext.ops import _kernels, reference
-from noisyseg_ext.ops.distance_transform import check_binary, job_lines, normalize_spacing
+from noisyseg_ext.ops import _direct, _kernels, reference
+from noisyseg_ext.ops.distance_transform import (_mask_boxes_impl, _surface_distance_map_impl, check_binary, job_lines,
+                                                 normalize_spacing)
 
 HAUSDORFF_MODES = ("max", "pooled", "directed")
 
@@ -54,8 +55,8 @@ class SurfaceDistances:
         if not (_kernels.use_kernel("distance_transform", dev) and B > 0):
             self._init_reference(src, spacing)
             return
-        box, flag = torch.ops.noisyseg.mask_boxes(src.pred, src.ref, src.box_rows, list(src.spatial), 2 * B,
-                                                  src.num_values)
+        mask_boxes = _direct.pick(_mask_boxes_impl, torch.ops.noisyseg.mask_boxes, src.pred, src.ref)
+        box, flag = mask_boxes(src.pred, src.ref, src.box_rows, list(src.spatial), 2 * B, src.num_values)
         bad = _kernels.flagged_value(flag)
         if bad is not None:
             if src.label_maps:
@@ -86,8 +87,10 @@ class SurfaceDistances:
         line_start = torch.cat([torch.zeros((1, 4), dtype=torch.int64, device=dev), counts.cumsum(0)]).t()
         sizes = torch.cat([end[-1:], line_start[:, -1]]).tolist()
         total, lines = sizes[0], sizes[1:]
-        buf, qflags = torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, jobs.contiguous(), line_start, lines,
-                                                              list(src.spatial), spacing, total)
+        distance_map = _direct.pick(_surface_distance_map_impl, torch.ops.noisyseg.surface_distance_map,
+                                    src.pred, src.ref)
+        buf, qflags = distance_map(src.pred, src.ref, jobs.contiguous(), line_start, lines, list(src.spatial),
+                                   spacing, total)
         if dev.type == "cpu":  # numpy's nonzero / take / searchsorted: 3-5x faster than torch's here
             idx = np.flatnonzero(qflags.numpy().view(np.bool_))
             self.values = torch.from_numpy(buf.numpy()[idx])

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 
@@ -126,8 +126,7 @@ def _run_jobs(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Optional[Ten
     return out, qflags
 
 
-@torch.library.custom_op("noisyseg::distance_transform", mutates_args=())
-def _edt(mask: Tensor, spacing: list[float]) -> Tensor:
+def _edt_impl(mask: Tensor, spacing: list[float]) -> Tensor:
     """mask (B, *spatial) bool, 1 to 3 spatial dims; spacing one float per spatial dim.
     Returns float32 (B, *spatial)."""
     mask = mask.contiguous()
@@ -148,13 +147,15 @@ def _edt(mask: Tensor, spacing: list[float]) -> Tensor:
     return out.view(mask.shape)
 
 
+_edt = torch.library.custom_op("noisyseg::distance_transform", _edt_impl, mutates_args=())
+
+
 @_edt.register_fake
 def _edt_fake(mask, spacing):
     return mask.new_empty(mask.shape, dtype=torch.float32)
 
 
-@torch.library.custom_op("noisyseg::surface_distance_map", mutates_args=())
-def _surface_distance_map(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Tensor, lines: list[int],
+def _surface_distance_map_impl(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Tensor, lines: list[int],
                           spatial: list[int], spacing: list[float], total: int) -> tuple[Tensor, Tensor]:
     """Metrics' jobs: distance transform of the seed mask's surface in each job's box, read at the
     query mask's surface voxels. src0 / src1: label maps or 0/1 planes (bool / uint8 / int32 /
@@ -193,13 +194,16 @@ def _check_jobs(jobs: Tensor, line_start: Tensor, lines, spatial, total: int, sr
                          f"slices outside the buffer of {total}, or line counts that do not match the boxes)")
 
 
+_surface_distance_map = torch.library.custom_op("noisyseg::surface_distance_map", _surface_distance_map_impl,
+                                               mutates_args=())
+
+
 @_surface_distance_map.register_fake
 def _surface_distance_map_fake(src0, src1, jobs, line_start, lines, spatial, spacing, total):
     return src0.new_empty((total,), dtype=torch.float32), src0.new_empty((total,), dtype=torch.uint8)
 
 
-@torch.library.custom_op("noisyseg::mask_boxes", mutates_args=())
-def _mask_boxes(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int], num_boxes: int,
+def _mask_boxes_impl(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int], num_boxes: int,
                 num_values: int) -> tuple[Tensor, Tensor]:
     """Bounding boxes of per-class masks, several classes per scan: rows int64 (R, 5) = (source
     0/1, offset of the image plane, first class, number of classes <= 32, index of its first box).
@@ -226,6 +230,9 @@ def _mask_boxes(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int], nu
     a.n0, a.n1, a.n2 = n
     _C.mask_boxes(a, *_kernels.device_args(box))
     return box, flag
+
+
+_mask_boxes = torch.library.custom_op("noisyseg::mask_boxes", _mask_boxes_impl, mutates_args=())
 
 
 @_mask_boxes.register_fake
@@ -270,14 +277,14 @@ def distance_transform(mask: Tensor, *, spacing=None) -> Tensor:
     h = normalize_spacing(spacing, mask.dim() - 1, op)
     if not _kernels.use_kernel(op, mask.device):
         return reference.distance_transform(mask, h)
-    return torch.ops.noisyseg.distance_transform(mask.contiguous(), h)
+    mask = mask.contiguous()
+    return _direct.pick(_edt_impl, torch.ops.noisyseg.distance_transform, mask)(mask, h)
 
 
 # ----------------------------------------------------------------------------------------------
 # surface
 
-@torch.library.custom_op("noisyseg::mask_surface", mutates_args=())
-def _surface(mask: Tensor) -> Tensor:
+def _surface_impl(mask: Tensor) -> Tensor:
     """mask (B, *spatial) bool, 1 to 3 spatial dims -> bool surface of the same shape."""
     mask = mask.contiguous()
     out = torch.empty(mask.shape, dtype=torch.bool, device=mask.device)
@@ -291,6 +298,9 @@ def _surface(mask: Tensor) -> Tensor:
     a.parts = _kernels.num_parts(mask.numel())
     _C.mask_surface(a, *_kernels.device_args(mask))
     return out
+
+
+_surface = torch.library.custom_op("noisyseg::mask_surface", _surface_impl, mutates_args=())
 
 
 @_surface.register_fake
@@ -312,4 +322,5 @@ def mask_surface(mask: Tensor) -> Tensor:
     mask = _validate_mask(mask, op)
     if not _kernels.use_kernel(op, mask.device):
         return reference.mask_surface(mask)
-    return torch.ops.noisyseg.mask_surface(mask.contiguous())
+    mask = mask.contiguous()
+    return _direct.pick(_surface_impl, torch.ops.noisyseg.mask_surface, mask)(mask)

@@ -25,7 +25,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 OP = "elastic_deform"
@@ -62,8 +62,7 @@ def _expand(t: Tensor, dim: int, length: int) -> Tensor:
     return out
 
 
-@torch.library.custom_op("noisyseg::elastic_field", mutates_args=())
-def _field(displacement: Tensor, spatial: list[int]) -> Tensor:
+def _field_impl(displacement: Tensor, spatial: list[int]) -> Tensor:
     """displacement (N, ndim, *points) float64 -> (N, ndim, P0, *spatial[1:]) float64."""
     coef = displacement.to(torch.float64, copy=True).contiguous()
     ndim = coef.dim() - 2
@@ -74,14 +73,16 @@ def _field(displacement: Tensor, spatial: list[int]) -> Tensor:
     return coef
 
 
+_field = torch.library.custom_op("noisyseg::elastic_field", _field_impl, mutates_args=())
+
+
 @_field.register_fake
 def _field_fake(displacement, spatial):
     n, ndim, p0 = displacement.shape[:3]
     return displacement.new_empty((n, ndim, p0, *spatial[1:]), dtype=torch.float64)
 
 
-@torch.library.custom_op("noisyseg::elastic_sample", mutates_args=())
-def _sample(x: Tensor, field: Tensor, order: int, mode: str, cval: float, cval_label: int) -> Tensor:
+def _sample_impl(x: Tensor, field: Tensor, order: int, mode: str, cval: float, cval_label: int) -> Tensor:
     """x (N, [C,] *spatial), field from elastic_field -> deformed x (same shape and dtype)."""
     ndim = field.dim() - 2
     x = x.contiguous()
@@ -103,6 +104,9 @@ def _sample(x: Tensor, field: Tensor, order: int, mode: str, cval: float, cval_l
     a.cval, a.cval_label = cval, cval_label
     _C.elastic_sample(a, *_kernels.device_args(x))
     return out
+
+
+_sample = torch.library.custom_op("noisyseg::elastic_sample", _sample_impl, mutates_args=())
 
 
 @_sample.register_fake
@@ -267,11 +271,15 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
         checked.append((o, is_label))
 
     if _kernels.use_kernel(OP, displacement.device):
-        field = torch.ops.noisyseg.elastic_field(displacement, list(spatial))
+        field = _direct.pick(_field_impl, torch.ops.noisyseg.elastic_field, displacement)(displacement, list(spatial))
         outs = []
         for t, (o, is_label), m, cv in zip(xs, checked, modes, cvals):
             cl = reference.elastic_label_cval(cv, t.dtype) if is_label else 0
-            outs.append(torch.ops.noisyseg.elastic_sample(t, field, o, m, float(cv), cl))
+            args = (t, field, o, m, float(cv), cl)
+            if _direct.enabled_for(t, field):
+                outs.append(_direct.apply(_sample_impl, _sample_setup, _sample_backward, *args))
+            else:
+                outs.append(torch.ops.noisyseg.elastic_sample(*args))
     else:
         outs = [reference.elastic_deform(t, displacement, order=o, mode=m, cval=float(cv))
                 for t, (o, _), m, cv in zip(xs, checked, modes, cvals)]

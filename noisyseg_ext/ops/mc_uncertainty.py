@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 
@@ -64,8 +64,7 @@ def _finish_image(partials: Tensor, n: int, per_image: int, acc: torch.dtype, fl
 # ----------------------------------------------------------------------------------------------
 # stacked
 
-@torch.library.custom_op("noisyseg::mc_uncertainty", mutates_args=())
-def _stacked(teacher_logits: Tensor, target: Optional[Tensor], ignore_index: int,
+def _stacked_impl(teacher_logits: Tensor, target: Optional[Tensor], ignore_index: int,
              normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
     x = teacher_logits.contiguous()
     target = None if target is None else target.contiguous()
@@ -85,6 +84,9 @@ def _stacked(teacher_logits: Tensor, target: Optional[Tensor], ignore_index: int
     return mean, u, _finish_image(partials, n, per_image, acc, flag, c, ignore_index)
 
 
+_stacked = torch.library.custom_op("noisyseg::mc_uncertainty", _stacked_impl, mutates_args=())
+
+
 @_stacked.register_fake
 def _stacked_fake(teacher_logits, target, ignore_index, normalize):
     acc = _kernels.acc_dtype(teacher_logits.dtype)
@@ -97,8 +99,7 @@ def _stacked_fake(teacher_logits, target, ignore_index, normalize):
 # ----------------------------------------------------------------------------------------------
 # streaming
 
-@torch.library.custom_op("noisyseg::mc_accumulate", mutates_args=("sums",))
-def _accumulate(sums: Tensor, logits: Tensor, first: bool) -> None:
+def _accumulate_impl(sums: Tensor, logits: Tensor, first: bool) -> None:
     """sums (N, C, *spatial) accumulation dtype, contiguous: += softmax(logits, 1) (= when first).
     For C = 2 only class 1's running sum is kept (sums[:, 0] is scratch; mc_finalize takes
     mu_0 = 1 - mu_1)."""
@@ -110,13 +111,15 @@ def _accumulate(sums: Tensor, logits: Tensor, first: bool) -> None:
     _C.pint_mc_accumulate(a, *_kernels.device_args(x))
 
 
+_accumulate = torch.library.custom_op("noisyseg::mc_accumulate", _accumulate_impl, mutates_args=("sums",))
+
+
 @_accumulate.register_fake
 def _accumulate_fake(sums, logits, first):
     return None
 
 
-@torch.library.custom_op("noisyseg::mc_finalize", mutates_args=())
-def _finalize(sums: Tensor, count: int, target: Optional[Tensor], ignore_index: int,
+def _finalize_impl(sums: Tensor, count: int, target: Optional[Tensor], ignore_index: int,
               normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
     sums = sums.contiguous()
     target = None if target is None else target.contiguous()
@@ -133,6 +136,9 @@ def _finalize(sums: Tensor, count: int, target: Optional[Tensor], ignore_index: 
     a.mean, a.u, a.partials, a.flag = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(partials), _kernels.ptr(flag)
     _C.pint_mc_finalize(a, *_kernels.device_args(sums))
     return mean, u, _finish_image(partials, n, per_image, sums.dtype, flag, c, ignore_index)
+
+
+_finalize = torch.library.custom_op("noisyseg::mc_finalize", _finalize_impl, mutates_args=())
 
 
 @_finalize.register_fake
@@ -189,7 +195,9 @@ def mc_uncertainty(teacher_logits: Tensor, *, normalize: bool = False, target: O
     x = teacher_logits.detach()
     if not _kernels.use_kernel(op, x.device):
         return McUncertainty(*reference.mc_uncertainty(x, normalize=normalize, target=target, ignore_index=ignore_index))
-    return McUncertainty(*torch.ops.noisyseg.mc_uncertainty(x.contiguous(), target, ignore_index, normalize))
+    x = x.contiguous()
+    op = _direct.pick(_stacked_impl, torch.ops.noisyseg.mc_uncertainty, x, target)
+    return McUncertainty(*op(x, target, ignore_index, normalize))
 
 
 class UncertaintyAccumulator:
@@ -243,7 +251,8 @@ class UncertaintyAccumulator:
         else:
             if first:
                 self._sums = torch.empty(x.shape, dtype=_kernels.acc_dtype(x.dtype), device=x.device)
-            torch.ops.noisyseg.mc_accumulate(self._sums, x.contiguous(), first)
+            x = x.contiguous()
+            _direct.pick(_accumulate_impl, torch.ops.noisyseg.mc_accumulate, self._sums, x)(self._sums, x, first)
         self.count += 1
 
     def result(self, target: Optional[Tensor] = None, *, ignore_index: int = -100) -> McUncertainty:
@@ -258,5 +267,5 @@ class UncertaintyAccumulator:
         if not _kernels.use_kernel("UncertaintyAccumulator", self._sums.device):
             return McUncertainty(*reference.mc_uncertainty_from_sums(self._sums, self.count, normalize=self.normalize,
                                                                      target=target, ignore_index=ignore_index))
-        return McUncertainty(*torch.ops.noisyseg.mc_finalize(self._sums, self.count, target, ignore_index,
-                                                             self.normalize))
+        op = _direct.pick(_finalize_impl, torch.ops.noisyseg.mc_finalize, self._sums, target)
+        return McUncertainty(*op(self._sums, self.count, target, ignore_index, self.normalize))

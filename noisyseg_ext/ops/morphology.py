@@ -26,7 +26,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 STRUCTURES = ("cross", "box", "ball")
@@ -220,8 +220,7 @@ def _combine(a_t: Tensor, b_t: Tensor, mode: int) -> Tensor:
     return out
 
 
-@torch.library.custom_op("noisyseg::morphology", mutates_args=())
-def _morphology(masks: Tensor, offsets: list[int], sizes: list[int], repeats: int, erode: bool) -> Tensor:
+def _morphology_impl(masks: Tensor, offsets: list[int], sizes: list[int], repeats: int, erode: bool) -> Tensor:
     """masks (N, *spatial) bool/uint8/int32/int64 (labels >= 0); ``offsets`` flattens the stencils'
     [dd, dh, dw] offsets, ``sizes`` gives each stencil's number of offsets; the stencils are applied
     in order, ``repeats`` times. Returns a new tensor like masks."""
@@ -246,6 +245,9 @@ def _morphology(masks: Tensor, offsets: list[int], sizes: list[int], repeats: in
     if not labels:
         return shrunk
     return _combine(shrunk, _run_passes(x, stencils, repeats, is_max=True), mode=1)
+
+
+_morphology = torch.library.custom_op("noisyseg::morphology", _morphology_impl, mutates_args=())
 
 
 @_morphology.register_fake
@@ -300,7 +302,8 @@ def _apply(op: str, masks: Tensor, radius: int, structure: Structure, iterations
     stencils, repeats = _plan(structure, radius, iterations, ndim, erode,
                               direct=_one_launch_per_iteration(masks.device))
     offsets = [v for s in stencils for o in s for v in o]
-    return torch.ops.noisyseg.morphology(masks, offsets, [len(s) for s in stencils], repeats, erode)
+    op = _direct.pick(_morphology_impl, torch.ops.noisyseg.morphology, masks)
+    return op(masks, offsets, [len(s) for s in stencils], repeats, erode)
 
 
 def dilate(masks: Tensor, radius: int = 1, *, structure: Structure = "cross", iterations: int = 1) -> Tensor:

@@ -19,7 +19,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -57,8 +57,7 @@ def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, weig
 # ----------------------------------------------------------------------------------------------
 # forward
 
-@torch.library.custom_op("noisyseg::pint_loss_fwd", mutates_args=())
-def _fwd(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncertainty: Tensor,
+def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncertainty: Tensor,
          image_gate: Optional[Tensor], pixel_threshold: Optional[float], consistency_weight: float,
          ignore_index: int, want_map: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """mean_prob, pixel_uncertainty and image_gate (0/1, (N,)) in the accumulation dtype.
@@ -88,6 +87,9 @@ def _fwd(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncert
     stats = partials.sum(0)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
     return out, gate, stats[1].clone(), stats[2].clone(), dloss
+
+
+_fwd = torch.library.custom_op("noisyseg::pint_loss_fwd", _fwd_impl, mutates_args=())
 
 
 @_fwd.register_fake
@@ -274,10 +276,13 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
                          image_keep_ratio=image_keep_ratio)
         gate_vec = a_i.to(acc)
     want_grad = torch.is_grad_enabled() and student_logits.requires_grad
-    out, gate, count, trusted, _ = torch.ops.noisyseg.pint_loss_fwd(
-        student_logits.contiguous(), target.contiguous(), mu, u, gate_vec,
-        None if pixel_threshold is None else float(pixel_threshold), float(consistency_weight),
-        ignore_index, reduction == "none", want_grad)
+    args = (student_logits.contiguous(), target.contiguous(), mu, u, gate_vec,
+            None if pixel_threshold is None else float(pixel_threshold), float(consistency_weight),
+            ignore_index, reduction == "none", want_grad)
+    if _direct.enabled_for(*args[:5]):
+        out, gate, count, trusted, _ = _direct.apply(_fwd_impl, _fwd_setup, _fwd_backward, *args)
+    else:
+        out, gate, count, trusted, _ = torch.ops.noisyseg.pint_loss_fwd(*args)
     if reduction == "none":
         loss = out
     elif reduction == "sum":

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 REDUCTIONS = ("none", "mean", "sum", "weighted_mean")
@@ -51,8 +51,7 @@ def _raise_bad_label(target: Tensor, C: int, ignore_index: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # forward
 
-@torch.library.custom_op("noisyseg::weighted_ce_fwd", mutates_args=())
-def _fwd(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
+def _fwd_impl(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
          want_map: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
     number of non-ignored pixels (0-dim float64), sum of weight over non-ignored pixels (0-dim,
@@ -69,6 +68,9 @@ def _fwd(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index:
         _raise_bad_label(target, logits.shape[1], ignore_index)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
     return out, stats[1].clone(), stats[2].to(acc, copy=True)
+
+
+_fwd = torch.library.custom_op("noisyseg::weighted_ce_fwd", _fwd_impl, mutates_args=())
 
 
 @_fwd.register_fake
@@ -94,7 +96,11 @@ def _fwd_backward(ctx, g_out, g_count, g_wsum):
     zeros = functools.partial(torch.zeros, dtype=acc, device=logits.device)
     g = (g_out.to(acc) if g_out is not None else zeros(ctx.out_shape)).contiguous()
     gws = g_wsum.to(acc) if g_wsum is not None else zeros(())
-    gx, gw = torch.ops.noisyseg.weighted_ce_bwd(g, gws, logits, target, weight, ctx.ignore_index, need_w)
+    args = (g, gws, logits, target, weight, ctx.ignore_index, need_w)
+    if not torch.is_grad_enabled() and _direct.enabled_for(g, logits, target, weight):
+        gx, gw = _bwd_impl(*args)  # first order: no custom-op dispatch (see _direct)
+    else:  # create_graph=True (double backward through the op's formula), or tracing
+        gx, gw = torch.ops.noisyseg.weighted_ce_bwd(*args)
     return gx, None, (gw if need_w else None), None, None
 
 
@@ -104,8 +110,7 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 # ----------------------------------------------------------------------------------------------
 # backward
 
-@torch.library.custom_op("noisyseg::weighted_ce_bwd", mutates_args=())
-def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optional[Tensor],
+def _bwd_impl(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optional[Tensor],
          ignore_index: int, need_weight_grad: bool) -> tuple[Tensor, Tensor]:
     """g: (N, *spatial) or 0-dim upstream gradient per pixel (accumulation dtype); gws: 0-dim
     gradient of the weight sum. Returns (grad_logits like logits, grad_weight like weight, or an
@@ -119,6 +124,9 @@ def _bwd(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optiona
     a.grad_x, a.grad_w = _kernels.ptr(grad_x), _kernels.ptr(grad_w)
     _C.weighted_ce_backward(a, *_kernels.device_args(logits))
     return grad_x, grad_w
+
+
+_bwd = torch.library.custom_op("noisyseg::weighted_ce_bwd", _bwd_impl, mutates_args=())
 
 
 @_bwd.register_fake
@@ -229,8 +237,11 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
         weight = weight.to(logits.dtype)
     if not _kernels.use_kernel("weighted_ce", logits.device):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
-    out, count, wsum = torch.ops.noisyseg.weighted_ce_fwd(
-        logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
+    args = (logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
+    if _direct.enabled_for(*args[:3]):
+        out, count, wsum = _direct.apply(_fwd_impl, _fwd_setup, _fwd_backward, *args)
+    else:
+        out, count, wsum = torch.ops.noisyseg.weighted_ce_fwd(*args)
     if reduction == "none":
         return out
     if reduction == "sum":
