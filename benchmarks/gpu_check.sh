@@ -6,6 +6,10 @@
 # here; sm_90 only, 16 jobs), CUDA tests <= 120 s, benchmarks <= 225 s in five pytest runs (one per
 # file, each with its own timeout, so that one slow file loses only its own cases: on the timeout
 # pytest gets SIGINT and still writes its JSON), then the table. Give the call timeout_s >= 480 (it needs about 5 minutes).
+# Environment (defaults in brackets): GPU_CHECK_STAGES [tests bench profile] picks stages after the
+# build; GPU_CHECK_BENCHES [weighted_ce:60 pint:70 metrics:40 morphology:30 elastic:25] the benchmark
+# files and their limits; GPU_CHECK_K [cuda] their -k expression ("cuda or monai" also times MONAI's
+# CPU path there, when a MONAI wheel travels in .whl/: carry it, it is installed first).
 # Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt.
 # python -P: from the repo root, the source tree (no compiled _C) must not shadow the installed package;
 # python -m pip / pytest: the image's bare `pip` belongs to another interpreter.
@@ -19,10 +23,17 @@ stage "device"
 nvcc --version | tail -2
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv | tee "$out/info.txt"
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/info.txt"
+stages="${GPU_CHECK_STAGES:-tests bench profile}"
+benches="${GPU_CHECK_BENCHES:-weighted_ce:60 pint:70 metrics:40 morphology:30 elastic:25}"
+kexpr="${GPU_CHECK_K:-cuda}"
+if [ -d .whl ]; then  # wheels the GPU image lacks (MONAI), carried by the call
+  python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
 stage "build"
 NOISYSEG_CUDA_ARCHS=90 python -m pip install --no-build-isolation --no-deps . >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
 cd python_tests
 python -c "import noisyseg_ext, json; print(json.dumps(noisyseg_ext.build_info()))" | tee -a "$out/info.txt"
+if [[ " $stages " == *" tests "* ]]; then
 stage "CUDA tests"
 # CUDA-parametrised tests only (the CPU ones ran in CI). No -x: a first run of kernels that never ran
 # on a GPU should report every failure, not the first; the ops the issues measure come first, and
@@ -32,20 +43,24 @@ OMP_NUM_THREADS=2 timeout -s INT -k 15 120 python -m pytest -q $xdist --maxfail=
   test_weighted_ce.py test_pint.py test_metrics.py test_distance_transform.py test_morphology.py \
   test_elastic.py test_noise.py test_ramps.py test_cli.py test_direct_calls.py >"$out/tests.log" 2>&1
 grep -E "^(FAILED|ERROR)|passed|failed" "$out/tests.log" | tail -25
+fi
 cd ..
 # GPU benchmarks: the "cuda" cases of every benchmark file. Per-file limits in seconds; JSON per
 # file in a scratch folder, merged into bench.json.
 json_dir="$(mktemp -d)"
 : >"$out/bench.log"
-for spec in weighted_ce:60 pint:70 metrics:40 morphology:30 elastic:25; do
+[[ " $stages " == *" bench "* ]] || benches=""
+for spec in $benches; do
   name="${spec%%:*}" limit="${spec##*:}"
   stage "benchmarks: $name (limit ${limit} s)"
-  timeout -s INT -k 15 "$limit" python -P -m pytest "benchmarks/test_bench_$name.py" --benchmark-only -q -k cuda -p no:cacheprovider -rfEs \
+  timeout -s INT -k 15 "$limit" python -P -m pytest "benchmarks/test_bench_$name.py" --benchmark-only -q -k "$kexpr" -p no:cacheprovider -rfEs \
     --benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-json="$json_dir/$name.json" 2>&1 \
     | tee -a "$out/bench.log" | grep -E "passed|failed|error|skipped|Error|Timeout|KeyboardInterrupt" | tail -5
 done
 stage "roofline table"
 python -P benchmarks/roofline.py "$json_dir"/*.json --save-merged "$out/bench.json" 2>&1 | tee "$out/roofline.txt"
-stage "device time profile (limit 90 s)"
-timeout -s INT -k 10 90 python -P benchmarks/gpu_profile.py 2>&1 | tee "$out/profile.txt"
+if [[ " $stages " == *" profile "* ]]; then
+  stage "device time profile (limit 90 s)"
+  timeout -s INT -k 10 90 python -P benchmarks/gpu_profile.py 2>&1 | tee "$out/profile.txt"
+fi
 stage "done"
