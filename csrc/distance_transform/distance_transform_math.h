@@ -80,27 +80,32 @@ struct Job {
     r0 = seeds ? slo[b] : qlo[b];
     r1 = seeds ? shi[b] : qhi[b];
   }
-  NS_HD int64_t lines(int pass) const {
-    const int a = pass == kQueryPass ? 2 : pass;
-    int p, r;
-    other_axes(a, p, r);
+  // The lines of pass `pass` run along axis a; they are laid out over the other two axes p < r,
+  // with p in [p0, p1) and r in [r0, r1).
+  struct Plane {
+    int a, p, r;
     int64_t p0, p1, r0, r1;
-    range(pass, p, p0, p1);
-    range(pass, r, r0, r1);
-    return (p1 > p0 && r1 > r0) ? (p1 - p0) * (r1 - r0) : 0;
+  };
+  NS_HD Plane plane(int pass) const {
+    Plane q;
+    q.a = pass == kQueryPass ? 2 : pass;
+    other_axes(q.a, q.p, q.r);
+    range(pass, q.p, q.p0, q.p1);
+    range(pass, q.r, q.r0, q.r1);
+    return q;
+  }
+  NS_HD int64_t lines(int pass) const {
+    const Plane q = plane(pass);
+    return (q.p1 > q.p0 && q.r1 > q.r0) ? (q.p1 - q.p0) * (q.r1 - q.r0) : 0;
   }
   // Line l of pass `pass`: the absolute coordinates c of its other axes (c[a] = the line's start),
   // the packed offset of its start, and its span [h0, h1) along the axis a.
   NS_HD int64_t line(int pass, int64_t l, int64_t c[3], int64_t& h0, int64_t& h1) const {
-    const int a = pass == kQueryPass ? 2 : pass;
-    int p, r;
-    other_axes(a, p, r);
-    int64_t p0, p1, r0, r1;
-    range(pass, p, p0, p1);
-    range(pass, r, r0, r1);
-    const int64_t u = l / (r1 - r0);
-    c[p] = p0 + u;
-    c[r] = r0 + (l - u * (r1 - r0));
+    const Plane q = plane(pass);
+    const int a = q.a;
+    const int64_t u = l / (q.r1 - q.r0);
+    c[q.p] = q.p0 + u;
+    c[q.r] = q.r0 + (l - u * (q.r1 - q.r0));
     if (pass == kQueryPass) { h0 = qlo[a]; h1 = qhi[a]; }
     else { h0 = slo[a] < qlo[a] ? slo[a] : qlo[a]; h1 = shi[a] > qhi[a] ? shi[a] : qhi[a]; }
     c[a] = h0;
