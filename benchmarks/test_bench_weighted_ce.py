@@ -75,3 +75,25 @@ def test_weighted_ce_fwd_bwd(benchmark, impl, shape, device, dtype):
         _compiled.clear()
     step(fn, x, y, w)  # warm-up (and compilation)
     run_pedantic(benchmark, step, (fn, x, y, w), device=device, rounds=ROUNDS[device], warmup_rounds=1)
+
+
+# Meta-learning (MW-Net, MCPM) also differentiates with respect to the weight: d/dw = g * CE.
+WEIGHT_GRAD_SHAPE = (4, 2, 112, 112, 80)
+
+
+@pytest.mark.parametrize("impl", ["fused", "eager"])
+@pytest.mark.parametrize("device", [device_param(d, d, id=d) for d in DEVICES])
+def test_weighted_ce_fwd_bwd_weight_grad(benchmark, impl, device):
+    require_kernels(device)
+    shape = WEIGHT_GRAD_SHAPE
+    benchmark.group = f"weighted_ce fwd+bwd, d/dlogits and d/dweight {shape} float32 {device}"
+    fn = {"fused": fused_loss, "eager": eager_loss}[impl]
+    x, y, w = make(shape, device, torch.float32)
+    w.requires_grad_(True)
+
+    def step_w():
+        w.grad = None
+        step(fn, x, y, w)
+
+    step_w()
+    run_pedantic(benchmark, step_w, device=device, rounds=ROUNDS[device], warmup_rounds=1)

@@ -83,7 +83,9 @@ struct TwoClass {
   bool first;   // x0 >= x1
   NS_HD TwoClass(A x0, A x1) {
     const A d = x0 - x1;
-    e = ns_exp(vsel(d < A(0), d, -d));  // -|d|; vsel, not ?:, which GCC turns into a branch here
+    // -|d|; vsel, not ?:, which GCC turns into a branch here. _blend: the backward with d/dw
+    // takes log(1 + e), and exp-then-log loops vectorise only with that spelling (vec_math.h).
+    e = ns_exp_blend(vsel(d < A(0), d, -d));
     r = A(1) / (A(1) + e);
     first = d >= A(0);
   }
@@ -188,10 +190,10 @@ struct Backward {
   T* grad_w;                     // (N, S), written when kGradW
   int64_t C, S, ignore_index;
 
-  // g * w at a pixel, and d/dw written there.
-  NS_HD A weight_grad_and_scale(int64_t i, int64_t t, A lse, A x_t, bool valid) const {
+  // g * w at a pixel, and d/dw = g CE + gws written there.
+  NS_HD A weight_grad_and_scale(int64_t i, A ce, bool valid) const {
     const A gp = g[i * g_stride];
-    if (kGradW) store(grad_w, i, valid ? gp * (lse - x_t) + *gws : A(0));
+    if (kGradW) store(grad_w, i, vsel(valid, gp * ce + *gws, A(0)));
     return gp * (kWeight ? load<A>(weight, i) : A(1));
   }
 
@@ -203,16 +205,19 @@ struct Backward {
     if constexpr (CC == 2) {
       const A x0 = load<A>(x, base), x1 = load<A>(x, base + S);
       const TwoClass<A> two(x0, x1);
-      const A x_t = t == 0 ? x0 : (t == 1 ? x1 : A(0));
-      const A lse = kGradW ? two_class_lse(x0, x1) : A(0);  // only d/dw needs lse
-      const A gw = weight_grad_and_scale(i, t, lse, x_t, valid);
+      // Only d/dw needs CE: for t in {0, 1}, log(1 + e) + max(0, x_other - x_t), from the
+      // softmax's own exp. Not lse - x_t with x_t picked by the label: that pick kept the loop
+      // scalar (d/dw backward 37 ms instead of 1.9 for 4 x 64^3 pixels, one thread).
+      const A dt = (x1 - x0) * (A(1) - A(2) * A(t == 1));
+      const A ce = kGradW ? ns_log(A(1) + two.e) + vsel(dt > A(0), dt, A(0)) : A(0);
+      const A gw = weight_grad_and_scale(i, ce, valid);
       store(grad_x, base, grad_logit(gw, two.p0(), A(t == 0), valid));
       store(grad_x, base + S, grad_logit(gw, two.p1(), A(t == 1), valid));
       return {};
     }
     A x_t;
     const A l = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t);
-    const A gw = weight_grad_and_scale(i, t, l, x_t, valid);
+    const A gw = weight_grad_and_scale(i, l - x_t, valid);
     for (int64_t c = 0; c < Cn; ++c)
       store(grad_x, base + c * S, grad_logit(gw, ns_exp(load<A>(x, base + c * S) - l), A(c == t), valid));
     return {};
@@ -238,7 +243,7 @@ struct Backward {
       lse[j] = lse_finish(st[j]);
       const bool ok = is_valid_label<L>(t[j], C, ignore_index);
       valid[j] = ok ? A(1) : A(0);
-      gw[j] = weight_grad_and_scale(i0 + j, t[j], lse[j], st[j].x_t, ok);
+      gw[j] = weight_grad_and_scale(i0 + j, lse[j] - st[j].x_t, ok);
     }
     for (int64_t c = 0; c < C; ++c) {
 #pragma omp simd
