@@ -59,6 +59,9 @@ class _Function(torch.autograd.Function):
     def forward(ctx, *args):
         *args, spec = args
         impl, setup_context, backward = spec
+        # Unused outputs' gradients arrive as None, not as materialised zeros (the formulas treat
+        # None as 0; PINT's d loss / d s output alone would be a 2 MB fill a step otherwise).
+        ctx.set_materialize_grads(False)
         out = impl(*args)
         setup_context(ctx, tuple(args), out)
         ctx.op_backward = backward
