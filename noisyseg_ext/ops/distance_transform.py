@@ -156,7 +156,7 @@ def _edt_fake(mask, spacing):
 
 
 def _surface_distance_map_impl(src0: Tensor, src1: Tensor, jobs: Tensor, line_start: Tensor, lines: list[int],
-                          spatial: list[int], spacing: list[float], total: int) -> tuple[Tensor, Tensor]:
+                               spatial: list[int], spacing: list[float], total: int) -> tuple[Tensor, Tensor]:
     """Metrics' jobs: distance transform of the seed mask's surface in each job's box, read at the
     query mask's surface voxels. src0 / src1: label maps or 0/1 planes (bool / uint8 / int32 /
     int64), indexed by the jobs; jobs int64 (J, 25) (JOB_COLS); line_start int64 (4, J + 1) prefix
@@ -204,7 +204,7 @@ def _surface_distance_map_fake(src0, src1, jobs, line_start, lines, spatial, spa
 
 
 def _mask_boxes_impl(src0: Tensor, src1: Tensor, rows: Tensor, spatial: list[int], num_boxes: int,
-                num_values: int) -> tuple[Tensor, Tensor]:
+                     num_values: int) -> tuple[Tensor, Tensor]:
     """Bounding boxes of per-class masks, several classes per scan: rows int64 (R, 5) = (source
     0/1, offset of the image plane, first class, number of classes <= 32, index of its first box).
     Returns (int32 (num_boxes, 6): (lo0, lo1, lo2, hi0, hi1, hi2) inclusive, in coordinates padded

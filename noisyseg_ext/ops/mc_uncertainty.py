@@ -65,7 +65,7 @@ def _finish_image(partials: Tensor, n: int, per_image: int, acc: torch.dtype, fl
 # stacked
 
 def _stacked_impl(teacher_logits: Tensor, target: Optional[Tensor], ignore_index: int,
-             normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+                  normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
     x = teacher_logits.contiguous()
     target = None if target is None else target.contiguous()
     t, n, c = x.shape[:3]
@@ -120,7 +120,7 @@ def _accumulate_fake(sums, logits, first):
 
 
 def _finalize_impl(sums: Tensor, count: int, target: Optional[Tensor], ignore_index: int,
-              normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+                   normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
     sums = sums.contiguous()
     target = None if target is None else target.contiguous()
     n, c = sums.shape[:2]

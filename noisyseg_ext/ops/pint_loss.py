@@ -58,8 +58,8 @@ def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, weig
 # forward
 
 def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncertainty: Tensor,
-         image_gate: Optional[Tensor], pixel_threshold: Optional[float], consistency_weight: float,
-         ignore_index: int, want_map: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+              image_gate: Optional[Tensor], pixel_threshold: Optional[float], consistency_weight: float,
+              ignore_index: int, want_map: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """mean_prob, pixel_uncertainty and image_gate (0/1, (N,)) in the accumulation dtype.
     Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
     gate (N, *spatial) bool, number of non-ignored pixels and number of trusted ones among them

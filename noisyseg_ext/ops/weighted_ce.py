@@ -52,7 +52,7 @@ def _raise_bad_label(target: Tensor, C: int, ignore_index: int) -> None:
 # forward
 
 def _fwd_impl(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int,
-         want_map: bool) -> tuple[Tensor, Tensor, Tensor]:
+              want_map: bool) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
     number of non-ignored pixels (0-dim float64), sum of weight over non-ignored pixels (0-dim,
     accumulation dtype))."""
@@ -111,7 +111,7 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 # backward
 
 def _bwd_impl(g: Tensor, gws: Tensor, logits: Tensor, target: Tensor, weight: Optional[Tensor],
-         ignore_index: int, need_weight_grad: bool) -> tuple[Tensor, Tensor]:
+              ignore_index: int, need_weight_grad: bool) -> tuple[Tensor, Tensor]:
     """g: (N, *spatial) or 0-dim upstream gradient per pixel (accumulation dtype); gws: 0-dim
     gradient of the weight sum. Returns (grad_logits like logits, grad_weight like weight, or an
     empty tensor when not asked for)."""
