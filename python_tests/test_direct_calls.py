@@ -129,3 +129,13 @@ def test_compiled_calls_take_the_custom_op(device):
         out = torch.compile(lambda a, b: noisyseg_ext.weighted_ce(a, b), backend=backend, fullgraph=True)(x, y)
     torch.testing.assert_close(out, noisyseg_ext.weighted_ce(x, y))
     assert any("weighted_ce_fwd" in s for s in seen), seen
+
+
+def test_jit_trace_records_the_custom_op():
+    x = torch.randn(2, 3, 4, 5)
+    y = torch.randint(0, 3, (2, 4, 5))
+    with direct_calls(True):
+        traced = torch.jit.trace(lambda a, b: noisyseg_ext.weighted_ce(a, b), (x, y), check_trace=False)
+        x2 = torch.randn(2, 3, 4, 5)
+        torch.testing.assert_close(traced(x2, y), noisyseg_ext.weighted_ce(x2, y))
+    assert "noisyseg::weighted_ce_fwd" in str(traced.graph)

@@ -36,10 +36,11 @@ def set_direct_calls(enabled: bool) -> bool:
 
 def enabled_for(*tensors) -> bool:
     """True when the ops may skip their custom op for these inputs: direct calls on, no
-    torch.compile / export tracing, no functorch transform, no dispatch mode (FakeTensorMode,
-    make_fx, FlopCounterMode, ...), and only plain tensors (no subclass such as FakeTensor or
-    DTensor). Anything else takes the custom op, which every such mechanism understands."""
-    if not _ENABLED or torch.compiler.is_compiling() or _functorch_active():
+    torch.compile / export / torch.jit.trace tracing, no functorch transform, no dispatch mode
+    (FakeTensorMode, make_fx, FlopCounterMode, ...), and only plain tensors (no subclass such as
+    FakeTensor or DTensor). Anything else takes the custom op, which every such mechanism
+    understands."""
+    if not _ENABLED or torch.compiler.is_compiling() or torch.jit.is_tracing() or _functorch_active():
         return False
     if _get_current_dispatch_mode() is not None:
         return False
