@@ -398,7 +398,6 @@ def test_surface_distance_map_opcheck():
         torch.ops.noisyseg.surface_distance_map(src.pred, src.ref, bad, line_start, lines, [10, 11], [1.0, 0.5], 164)
 
 
-
 def _fused_and_reference(pred, ref, num_classes, spacing, device):
     from noisyseg_ext.metrics._inputs import mask_sources
     from noisyseg_ext.metrics.surface import SurfaceDistances

@@ -445,12 +445,8 @@ struct EnvelopePass {
 
   NS_HD int64_t adjacent_lines(int64_t j, int64_t l) const {
     if (!(take_root && qflags)) return 1;
-    const Job b(jobs + j * kJobCols);
-    int p, r;
-    other_axes(axis, p, r);
-    int64_t r0, r1;
-    b.range(axis, r, r0, r1);
-    const int64_t run = (r1 - r0) - l % (r1 - r0);
+    const Job::Plane q = Job(jobs + j * kJobCols).plane(axis);
+    const int64_t run = (q.r1 - q.r0) - l % (q.r1 - q.r0);
     return run < kBlockLines ? run : kBlockLines;
   }
 
@@ -469,7 +465,6 @@ struct EnvelopePass {
     for (int64_t w = 0; w < m; ++w)
       if (count[w] > 0) (*this)(j, l + w, s, count[w]);
   }
-
 };
 
 // Which job owns flat line t of a pass: line_start (J + 1 prefix sums) by binary search, or

@@ -43,15 +43,13 @@ void pint_mc_accumulate(const PintArgs& a, const Launch& launch) {
 // a.dtype is the dtype of the sums (float32 or float64).
 template <typename Launch>
 void pint_mc_finalize(const PintArgs& a, const Launch& launch) {
-  dispatch_floating(a.dtype, "UncertaintyAccumulator.result", [&](auto tf) {
+  dispatch_floating_label(a.dtype, a.label_dtype, "UncertaintyAccumulator.result", [&](auto tf, auto tl) {
     using A = acc_t<typename decltype(tf)::type>;
-    dispatch_label(a.label_dtype, "UncertaintyAccumulator.result", [&](auto tl) {
-      using L = typename decltype(tl)::type;
-      pint::McFinalize<A, L> body{as_ptr<const A>(a.sums), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
-                                  as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index,
-                                  A(a.count), entropy_scale<A>(a)};
-      launch.template strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
-    });
+    using L = typename decltype(tl)::type;
+    pint::McFinalize<A, L> body{as_ptr<const A>(a.sums), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
+                                as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index,
+                                A(a.count), entropy_scale<A>(a)};
+    launch.template strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
   });
 }
 

@@ -48,7 +48,8 @@ def enabled_for(*tensors) -> bool:
 
 
 def pick(impl: Callable, op: Callable, *tensors) -> Callable:
-    """``impl`` (the custom op's implementation, for an op without a gradient) when
+    """``impl`` (the custom op's implementation, for an op without a gradient; see
+    :func:`pick_with_grad` for the others) when
     :func:`enabled_for` the tensors, else ``op`` (its ``torch.ops.noisyseg`` packet)."""
     return impl if enabled_for(*tensors) else op
 
@@ -77,3 +78,12 @@ def apply(impl: Callable, setup_context: Callable, backward: Callable, *args):
     """``impl(*args)`` with the autograd formula the custom op registers (setup_context, backward:
     the functions given to ``register_autograd``), without the custom op's dispatch."""
     return _Function.apply(*args, (impl, setup_context, backward))
+
+
+def pick_with_grad(impl: Callable, setup_context: Callable, backward: Callable, op: Callable,
+                   *tensors) -> Callable:
+    """:func:`pick` for an op with a gradient: ``impl`` run through :func:`apply` with the op's
+    autograd formula when :func:`enabled_for` the tensors, else ``op``."""
+    if enabled_for(*tensors):
+        return lambda *args: apply(impl, setup_context, backward, *args)
+    return op

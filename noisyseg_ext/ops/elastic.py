@@ -275,11 +275,9 @@ def elastic_deform(x: TensorOrList, displacement: Tensor, *, order: Union[int, S
         outs = []
         for t, (o, is_label), m, cv in zip(xs, checked, modes, cvals):
             cl = reference.elastic_label_cval(cv, t.dtype) if is_label else 0
-            args = (t, field, o, m, float(cv), cl)
-            if _direct.enabled_for(t, field):
-                outs.append(_direct.apply(_sample_impl, _sample_setup, _sample_backward, *args))
-            else:
-                outs.append(torch.ops.noisyseg.elastic_sample(*args))
+            sample = _direct.pick_with_grad(_sample_impl, _sample_setup, _sample_backward,
+                                            torch.ops.noisyseg.elastic_sample, t, field)
+            outs.append(sample(t, field, o, m, float(cv), cl))
     else:
         outs = [reference.elastic_deform(t, displacement, order=o, mode=m, cval=float(cv))
                 for t, (o, _), m, cv in zip(xs, checked, modes, cvals)]

@@ -279,10 +279,8 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     args = (student_logits.contiguous(), target.contiguous(), mu, u, gate_vec,
             None if pixel_threshold is None else float(pixel_threshold), float(consistency_weight),
             ignore_index, reduction == "none", want_grad)
-    if _direct.enabled_for(*args[:5]):
-        out, gate, count, trusted, _ = _direct.apply(_fwd_impl, _fwd_setup, _fwd_backward, *args)
-    else:
-        out, gate, count, trusted, _ = torch.ops.noisyseg.pint_loss_fwd(*args)
+    fwd = _direct.pick_with_grad(_fwd_impl, _fwd_setup, _fwd_backward, torch.ops.noisyseg.pint_loss_fwd, *args[:5])
+    out, gate, count, trusted, _ = fwd(*args)
     if reduction == "none":
         loss = out
     elif reduction == "sum":

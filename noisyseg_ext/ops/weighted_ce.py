@@ -238,10 +238,8 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
     if not _kernels.use_kernel("weighted_ce", logits.device):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
     args = (logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
-    if _direct.enabled_for(*args[:3]):
-        out, count, wsum = _direct.apply(_fwd_impl, _fwd_setup, _fwd_backward, *args)
-    else:
-        out, count, wsum = torch.ops.noisyseg.weighted_ce_fwd(*args)
+    fwd = _direct.pick_with_grad(_fwd_impl, _fwd_setup, _fwd_backward, torch.ops.noisyseg.weighted_ce_fwd, *args[:3])
+    out, count, wsum = fwd(*args)
     if reduction == "none":
         return out
     if reduction == "sum":
