@@ -12,7 +12,7 @@ roofline goals are about the bytes the kernels move. This script separates the t
 * fused-op   the fused step with every op through its custom op (direct calls off, ops/_direct.py),
              to show what the direct calls save; the (1, 2, 8, 8) case is all host overhead;
 * GB/s       fewest bytes (benchmarks/roofline.py) / device ms, and that as % of a measured
-             device-to-device copy (bytes read + written).
+             device-to-device copy (bytes read + written, roofline.measure_copy_gbs).
 
 wall - device is host time the GPU waits for (Python, dispatch, launches, synchronisations).
 
@@ -48,21 +48,6 @@ def flush_l2() -> None:
     if "buf" not in _FLUSH:
         _FLUSH["buf"] = torch.zeros(64 * 1024 * 1024, dtype=torch.int32, device="cuda")
     _FLUSH["buf"].bitwise_not_()
-
-
-def copy_gbs() -> float:
-    """Device-to-device copy of 1 GiB, bytes read + written per second / 1e9 (median of 10)."""
-    a = torch.empty(256 * 1024 * 1024, dtype=torch.float32, device="cuda")
-    b = torch.empty_like(a)
-    times = []
-    for _ in range(12):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        e0.record()
-        b.copy_(a)
-        e1.record()
-        torch.cuda.synchronize()
-        times.append(e0.elapsed_time(e1) / 1e3)
-    return 2 * a.numel() * 4 / statistics.median(times[2:]) / 1e9
 
 
 def wall_ms(step) -> float:
@@ -156,7 +141,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("gpu_profile: no CUDA device")
         return
-    ceiling = copy_gbs()
+    ceiling = roofline.measure_copy_gbs()
     print(f"device: {torch.cuda.get_device_name()}; device-to-device copy {ceiling:.0f} GB/s (read + write)")
     cases = []
     for make_cases in (weighted_ce_cases, pint_cases, other_cases):
