@@ -278,6 +278,23 @@ def test_image_keep_ratio_ranking(device):
     assert torch.equal(ref, image_gate(U, image_keep_ratio=0.5))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_kernel_image_gate_equals_image_gate(device, seed):
+    """The loss kernel ranks the images itself (pint_math.h ImageGate): the same gate as
+    image_gate's stable argsort, ties (lower index first) and NaN (last) included."""
+    g = torch.Generator().manual_seed(seed)
+    n = 9
+    U = torch.randint(0, 4, (n,), generator=g).float() / 4
+    U[torch.randperm(n, generator=g)[:2]] = float("nan")
+    U = U.to(device)
+    s, target, mu, u = _inputs(device, torch.float32, (4, 4), N=n)
+    for kw in [dict(image_keep_ratio=r) for r in (0.05, 0.3, 0.5, 0.75, 1.0)] + [dict(image_threshold=0.4)]:
+        got = pint_loss(s, target, mu, u, image_uncertainty=U, **kw)
+        want = image_gate(U, **kw)
+        assert got.image_gate.tolist() == want.tolist(), kw
+        assert float(got.image_trusted_fraction) == pytest.approx(want.float().mean().item())
+
+
 def test_image_gate_uses_given_image_uncertainty(device):
     s, target, mu, u = _inputs(device, torch.float32, (5, 5))
     U = torch.tensor([0.0, 9.0, 0.0, 9.0], device=device)
@@ -335,15 +352,20 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.noisyseg.mc_finalize, (sums + 1.0, 3, target, -100, False))
     s = torch.randn(2, 3, 4, 5, device=device, dtype=torch.float64, requires_grad=True)
     mu, u, _ = reference.mc_uncertainty(x.double())
-    gate_vec = torch.tensor([1.0, 0.0], device=device, dtype=torch.float64)
-    for want_map in (False, True):
+    U = torch.tensor([0.3, 0.1], device=device, dtype=torch.float64)
+    for reduction in ("none", "mean", "sum"):
         for want_grad in (False, True):
             torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd,
-                                  (s, target, mu, u, gate_vec, 0.9, 0.5, -100, want_map, want_grad))
-    torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd, (s, target, mu, u, None, None, 1.0, -100, False, True))
+                                  (s, target, mu, u, U, 0.9, None, 1, 0.5, -100, reduction, want_grad))
+    torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd,
+                          (s, target, mu, u, U, None, 0.2, None, 1.0, -100, "mean", True))
+    torch.library.opcheck(torch.ops.noisyseg.pint_loss_fwd,
+                          (s, target, mu, u, None, None, None, None, 1.0, -100, "mean", True))
     dloss = torch.randn(2, 3, 4, 5, device=device)
-    for g in (torch.randn(2, 4, 5, device=device), torch.tensor(0.5, device=device)):
-        torch.library.opcheck(torch.ops.noisyseg.pint_loss_bwd, (g, dloss, s.detach().half()))
+    stats = torch.tensor([17.0, 0.5, 1.0], device=device)
+    for g, reduction in ((torch.randn(2, 4, 5, device=device).half(), "none"),
+                         (torch.tensor(0.5, device=device).half(), "mean")):
+        torch.library.opcheck(torch.ops.noisyseg.pint_loss_bwd, (g, dloss, stats, s.detach().half(), reduction))
 
 
 @pytest.mark.parametrize("want_map", [False, True])
@@ -352,10 +374,11 @@ def test_forward_without_want_grad_still_differentiable(device, want_map):
     s = torch.randn(2, 3, 4, 5, device=device, dtype=torch.float64, requires_grad=True)
     target = make_target(2, (4, 5), 3, device)
     mu, u, _ = reference.mc_uncertainty(torch.randn(3, 2, 3, 4, 5, device=device, dtype=torch.float64))
-    gate_vec = torch.tensor([1.0, 0.0], device=device, dtype=torch.float64)
+    U = torch.tensor([0.3, 0.1], device=device, dtype=torch.float64)
     grads = []
     for want_grad in (False, True):
-        out = torch.ops.noisyseg.pint_loss_fwd(s, target, mu, u, gate_vec, 0.9, 0.5, -100, want_map, want_grad)
+        out = torch.ops.noisyseg.pint_loss_fwd(s, target, mu, u, U, 0.9, None, 1, 0.5, -100,
+                                               "none" if want_map else "mean", want_grad)
         assert out[4].numel() == (s.numel() if want_grad else 0)
         grads.append(torch.autograd.grad(out[0].sum(), s)[0])
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)

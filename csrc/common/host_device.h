@@ -11,6 +11,14 @@
 #define NS_HD inline __attribute__((always_inline))
 #endif
 
+// `#pragma unroll n` for nvcc (GCC warns on it and vectorises the host loops anyway).
+#if defined(__CUDACC__)
+#define NS_PRAGMA(x) _Pragma(#x)
+#define NS_UNROLL(n) NS_PRAGMA(unroll n)
+#else
+#define NS_UNROLL(n)
+#endif
+
 #include <cstdint>
 #include <cmath>
 #include <limits>

@@ -129,7 +129,33 @@ void cpu_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, con
   cpu_pass_strips<K, A>(rows, cols, parts, partials, 1, OnePass<Body>{body});
 }
 
+// The small steps around the passes, CPU side (see the CUDA twins below).
+// Sums each row's parts [row * parts_per_row, (row + 1) * parts_per_row) of partials (K values a
+// part) in order, then body.finish(row, sums).
+template <int K, typename Body>
+void cpu_finish_rows(int64_t rows, int64_t parts_per_row, const double* partials, const Body& body) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double sums[K] = {};
+    for (int64_t p = r * parts_per_row; p < (r + 1) * parts_per_row; ++p)
+      for (int k = 0; k < K; ++k) sums[k] += partials[p * K + k];
+    body.finish(r, sums);
+  }
+}
+
 struct CpuStripLauncher {
+  // flag[0] = flag[1] = 0 before a pass that may record a bad value (common/host_device.h).
+  void zero_flag(int64_t* flag) const {
+    if (flag) flag[0] = flag[1] = 0;
+  }
+  template <int K, typename Body>
+  void finish_rows(int64_t rows, int64_t parts_per_row, const double* partials, const Body& body) const {
+    cpu_finish_rows<K>(rows, parts_per_row, partials, body);
+  }
+  // body(i) for i in [0, n): per-image steps (n = a batch).
+  template <typename Body>
+  void each_index(int64_t n, const Body& body) const {
+    for (int64_t i = 0; i < n; ++i) body(i);
+  }
   template <int K, typename A, typename Body>
   void strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
     cpu_strips<K, A>(rows, cols, parts, partials, body);
@@ -143,35 +169,88 @@ struct CpuStripLauncher {
 #endif  // !defined(__CUDACC__)
 
 #if defined(__CUDACC__)
-// One thread per element, every pass of that element in order (passes = 1: a one-pass body).
+// One thread per element: body.element(passes, row, col, i, acc) runs every pass of that element
+// (multi-pass bodies define it; OnePassDevice adapts a one-pass body). The index arithmetic is
+// 32-bit when the problem fits (a 64-bit division a pixel is a few dozen instructions).
+template <typename I, int K, typename A, typename Body>
+__device__ __forceinline__ void strips_part(int64_t n, int64_t cols, int64_t parts, int64_t passes,
+                                            const Body& body, A* acc) {
+  const int64_t part = blockIdx.x;
+  const I begin = I(n * part / parts), end = I(n * (part + 1) / parts), c = I(cols);
+  for (I i = begin + I(threadIdx.x); i < end; i += I(blockDim.x)) {
+    const I row = i / c;
+    body.element(passes, int64_t(row), int64_t(i - row * c), int64_t(i), acc);
+  }
+}
+
 template <int K, typename A, typename Body>
 __global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                               Body body) {
   const int64_t n = rows * cols;
-  const int64_t part = blockIdx.x;
-  const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
   A acc[K > 0 ? K : 1] = {};
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const int64_t row = i / cols;
-    for (int64_t pass = 0; pass < passes; ++pass)
-      body.template strip<1>(pass, row, i - row * cols, i, 1, acc);
-  }
-  block_write_partials<K>(acc, partials, part);
+  if (n <= int64_t(UINT32_MAX) - 2 * kThreads)
+    strips_part<uint32_t, K>(n, cols, parts, passes, body, acc);
+  else
+    strips_part<int64_t, K>(n, cols, parts, passes, body, acc);
+  block_write_partials<K>(acc, partials, blockIdx.x);
 }
 
 // The device twin of OnePass (held by value: kernel arguments are copied to the device).
 template <typename Body>
 struct OnePassDevice {
   Body body;
-  template <int W, typename A>
-  __device__ __forceinline__ void strip(int64_t, int64_t row, int64_t col, int64_t i, int len, A* acc) const {
-    body.template strip<W>(row, col, i, len, acc);
+  template <typename A>
+  __device__ __forceinline__ void element(int64_t, int64_t row, int64_t col, int64_t i, A* acc) const {
+    body.template strip<1>(row, col, i, 1, acc);
   }
 };
+
+// finish_rows on the device: one block a row, a fixed summation order (deterministic).
+template <int K, typename Body>
+__global__ void finish_rows_kernel(int64_t parts_per_row, const double* partials, Body body) {
+  const int64_t row = blockIdx.x;
+  double acc[K] = {};
+  for (int64_t p = row * parts_per_row + threadIdx.x; p < (row + 1) * parts_per_row; p += blockDim.x)
+    for (int k = 0; k < K; ++k) acc[k] += partials[p * K + k];
+  __shared__ double shared[K][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int k = 0; k < K; ++k) {
+    const double v = warp_sum(acc[k]);
+    if (lane == 0) shared[k][warp] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double sums[K] = {};
+    for (int w = 0; w < int(blockDim.x >> 5); ++w)
+      for (int k = 0; k < K; ++k) sums[k] += shared[k][w];
+    body.finish(row, sums);
+  }
+}
+
+template <typename Body>
+__global__ void each_index_kernel(int64_t n, Body body) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) body(i);
+}
 
 struct CudaStripLauncher {
   uintptr_t stream;
   const char* what;
+  void zero_flag(int64_t* flag) const {
+    if (flag) cuda_check(cudaMemsetAsync(flag, 0, 2 * sizeof(int64_t), as_stream(stream)), what);
+  }
+  template <int K, typename Body>
+  void finish_rows(int64_t rows, int64_t parts_per_row, const double* partials, const Body& body) const {
+    if (rows < 1) return;
+    finish_rows_kernel<K, Body><<<unsigned(rows), 128, 0, as_stream(stream)>>>(parts_per_row, partials, body);
+    cuda_check_launch(what);
+  }
+  template <typename Body>
+  void each_index(int64_t n, const Body& body) const {
+    if (n < 1) return;
+    each_index_kernel<Body><<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(n, body);
+    cuda_check_launch(what);
+  }
   template <int K, typename A, typename Body>
   void pass_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                    const Body& body) const {

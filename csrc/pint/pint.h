@@ -13,23 +13,38 @@ struct PintArgs {
   uintptr_t sums = 0, mean = 0, u = 0;
   bool first = true, normalize = false;
   int64_t count = 0;  // number of passes summed (streaming result)
-  // gated loss: mu (N, C, S) and u (N, S) in the accumulation dtype, image gate (N,) or 0
-  uintptr_t mu = 0, image_gate = 0, gate = 0, loss_map = 0;
-  double pixel_threshold = 0.0, weight = 1.0;
+  uintptr_t image = 0;  // uncertainty: image output (N,) in the accumulation dtype
+  // gated loss: mu (N, C, S) and u (N, S) in the accumulation dtype; the image gate (N,) bytes,
+  // written first from image_u (N,) (accumulation dtype) by image_mode (0 all, 1 threshold,
+  // 2 keep the `keep` lowest; pint_math.h ImageGate)
+  uintptr_t mu = 0, image_u = 0, image_gate = 0, gate = 0, loss_map = 0;
+  int image_mode = 0;
+  double pixel_threshold = 0.0, image_threshold = 0.0, weight = 1.0;
+  int64_t keep = 0;
   bool has_pixel_threshold = false;
+  // reduction (pint_math.h Reduction), the reduced loss (0-dim, the student's dtype) and
+  // stats (3,) [valid pixels, trusted fraction, image fraction] in the accumulation dtype
+  int reduction = 1;
+  uintptr_t loss = 0, stats = 0;
   // d loss / d student scores (N, C, S) in the accumulation dtype, written by the forward; 0 = not wanted
   uintptr_t dloss = 0;
+  // backward: upstream gradient g (0-dim, or (N, S) when g_map) in the student's dtype (a.dtype)
+  // and grad (N, C, S) = dloss * g (/ count for "mean"), also the student's dtype
+  uintptr_t g = 0, grad = 0;
+  bool g_map = false;
 };
 
 void pint_mc_stacked_cpu(const PintArgs& a);
 void pint_mc_accumulate_cpu(const PintArgs& a);
 void pint_mc_finalize_cpu(const PintArgs& a);
 void pint_loss_forward_cpu(const PintArgs& a);
+void pint_loss_backward_cpu(const PintArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void pint_mc_stacked_cuda(const PintArgs& a, uintptr_t stream);
 void pint_mc_accumulate_cuda(const PintArgs& a, uintptr_t stream);
 void pint_mc_finalize_cuda(const PintArgs& a, uintptr_t stream);
 void pint_loss_forward_cuda(const PintArgs& a, uintptr_t stream);
+void pint_loss_backward_cuda(const PintArgs& a, uintptr_t stream);
 #endif
 
 }  // namespace noisyseg

@@ -18,7 +18,10 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
       PINT_FIELD(ignore_index) PINT_FIELD(parts) PINT_FIELD(sums) PINT_FIELD(mean) PINT_FIELD(u)
       PINT_FIELD(first) PINT_FIELD(normalize) PINT_FIELD(count) PINT_FIELD(mu) PINT_FIELD(image_gate)
       PINT_FIELD(gate) PINT_FIELD(loss_map) PINT_FIELD(pixel_threshold)
-      PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(dloss);
+      PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(dloss) PINT_FIELD(image)
+      PINT_FIELD(image_u) PINT_FIELD(image_mode) PINT_FIELD(image_threshold) PINT_FIELD(keep)
+      PINT_FIELD(reduction) PINT_FIELD(loss) PINT_FIELD(stats) PINT_FIELD(g) PINT_FIELD(grad)
+      PINT_FIELD(g_map);
 
   const auto release = py::call_guard<py::gil_scoped_release>();
 #define PINT_DEF(pyname, fn)                                                                   \
@@ -30,6 +33,7 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
   PINT_DEF("pint_mc_accumulate", pint_mc_accumulate);
   PINT_DEF("pint_mc_finalize", pint_mc_finalize);
   PINT_DEF("pint_loss_forward", pint_loss_forward);
+  PINT_DEF("pint_loss_backward", pint_loss_backward);
 #undef PINT_DEF
 
   // Which CPU code path the strip kernels take (used by tests to cover both).

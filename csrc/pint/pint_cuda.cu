@@ -14,5 +14,8 @@ void pint_mc_finalize_cuda(const PintArgs& a, uintptr_t stream) {
 void pint_loss_forward_cuda(const PintArgs& a, uintptr_t stream) {
   pint_loss_forward(a, CudaStripLauncher{stream, "pint_loss"});
 }
+void pint_loss_backward_cuda(const PintArgs& a, uintptr_t stream) {
+  pint_loss_backward(a, CudaStripLauncher{stream, "pint_loss backward"});
+}
 
 }  // namespace noisyseg

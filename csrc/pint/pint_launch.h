@@ -17,6 +17,14 @@ A entropy_scale(const PintArgs& a) {
   return (a.normalize && a.C > 1) ? A(1.0 / std::log(double(a.C))) : A(1);
 }
 
+// image (N,) from the per-image parts' sums (parts aligned with images: a.parts / a.N each).
+template <typename A, typename Launch>
+void finish_image(const PintArgs& a, const Launch& launch) {
+  if (a.N > 0)
+    launch.template finish_rows<2>(a.N, a.parts / a.N, as_ptr<const double>(a.partials),
+                                   pint::McImageFinish<A>{as_ptr<A>(a.image)});
+}
+
 template <typename Launch>
 void pint_mc_stacked(const PintArgs& a, const Launch& launch) {
   dispatch_floating_label(a.dtype, a.label_dtype, "mc_uncertainty", [&](auto tf, auto tl) {
@@ -26,7 +34,9 @@ void pint_mc_stacked(const PintArgs& a, const Launch& launch) {
     pint::McStacked<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
                                as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.T, a.N, a.C, a.S,
                                a.ignore_index, entropy_scale<A>(a)};
+    launch.zero_flag(as_ptr<int64_t>(a.flag));
     launch.template pass_strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), a.T + 1, body);
+    finish_image<A>(a, launch);
   });
 }
 
@@ -49,7 +59,9 @@ void pint_mc_finalize(const PintArgs& a, const Launch& launch) {
     pint::McFinalize<A, L> body{as_ptr<const A>(a.sums), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
                                 as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index,
                                 A(a.count), entropy_scale<A>(a)};
+    launch.zero_flag(as_ptr<int64_t>(a.flag));
     launch.template strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+    finish_image<A>(a, launch);
   });
 }
 
@@ -59,12 +71,30 @@ void pint_loss_forward(const PintArgs& a, const Launch& launch) {
     using T = typename decltype(tf)::type;
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
+    uint8_t* image_gate = as_ptr<uint8_t>(a.image_gate);
+    launch.each_index(a.N, pint::ImageGate<A>{as_ptr<const A>(a.image_u), image_gate, a.N, a.image_mode,
+                                              A(a.image_threshold), a.keep});
     pint::LossForward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
-                                 as_ptr<const A>(a.u), as_ptr<const A>(a.image_gate), as_ptr<uint8_t>(a.gate),
-                                 as_ptr<T>(a.loss_map), as_ptr<A>(a.dloss), as_ptr<int64_t>(a.flag),
-                                 a.C, a.S, a.ignore_index, A(a.pixel_threshold), A(a.weight),
-                                 a.has_pixel_threshold};
+                                 as_ptr<const A>(a.u), a.image_mode ? image_gate : nullptr,
+                                 as_ptr<uint8_t>(a.gate), as_ptr<T>(a.loss_map), as_ptr<A>(a.dloss),
+                                 as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index, A(a.pixel_threshold),
+                                 A(a.weight), a.has_pixel_threshold};
+    launch.zero_flag(as_ptr<int64_t>(a.flag));
     launch.template strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+    launch.template finish_rows<3>(1, a.parts, as_ptr<const double>(a.partials),
+                                   pint::LossFinish<T, A>{as_ptr<T>(a.loss), as_ptr<A>(a.stats), image_gate, a.N,
+                                                          a.reduction});
+  });
+}
+
+template <typename Launch>
+void pint_loss_backward(const PintArgs& a, const Launch& launch) {
+  dispatch_floating(a.dtype, "pint_loss backward", [&](auto tf) {
+    using T = typename decltype(tf)::type;
+    using A = acc_t<T>;
+    pint::LossBackward<T, A> body{as_ptr<const A>(a.dloss), as_ptr<const T>(a.g), as_ptr<const A>(a.stats),
+                                  as_ptr<T>(a.grad), a.C, a.S, a.g_map, a.reduction == pint::kMean};
+    launch.template strips<0, A>(a.N, a.S, a.parts, nullptr, body);
   });
 }
 

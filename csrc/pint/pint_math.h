@@ -156,6 +156,13 @@ struct StripExp {
   NS_HD A lse(int j) const { return m[j] + vlog(z[j]); }
 };
 
+// Two classes: p_1 = softmax(a, b)_1 = 1 / (1 + exp(a - b)), one exp and one divide (see
+// add_softmax); NaN for a +inf score, as torch.
+template <typename A>
+NS_HD A two_class_p1(A a, A b) {
+  return A(1) / (A(1) + vexp(-two_class_diff(a, b)));
+}
+
 // sums_c += softmax(x)_c for a strip (first: sums_c = softmax(x)_c, so that a stacked pass and a
 // streaming pass add in the same order and give the same bits). x, sums: class c at c*S + j.
 template <int W, typename A, typename T>
@@ -168,8 +175,7 @@ NS_HD void add_softmax(const T* x, A* sums, int64_t C, int64_t S, int len, bool 
     // p_1 < 1e-38 comes out as about 6e-39 instead of 0).
     if (first)
       for (int j = 0; j < len; ++j) sums[S + j] = A(0);
-    for (int j = 0; j < len; ++j)
-      sums[S + j] += A(1) / (A(1) + vexp(-two_class_diff(load<A>(x, j), load<A>(x, S + j))));
+    for (int j = 0; j < len; ++j) sums[S + j] += two_class_p1(load<A>(x, j), load<A>(x, S + j));
     return;
   }
   StripExp<W, A> se;
@@ -188,18 +194,22 @@ NS_HD A neg_xlogx(A m) {
   return vsel(m == A(0), A(0), -m * vlog(m));
 }
 
+// Two classes from the running sum s1 of p_1: mu_1 = s1 / count, mu_0 = 1 - mu_1, u.
+template <typename A>
+NS_HD void two_class_mean_entropy(A s1, A inv_count, A scale, A* mu0, A* mu1, A* u) {
+  const A m1 = s1 * inv_count, m0 = A(1) - m1;
+  *mu0 = m0;
+  *mu1 = m1;
+  *u = (neg_xlogx(m0) + neg_xlogx(m1)) * scale;
+}
+
 // mu_c = sums_c / count (mean may alias sums) and u = scale * (-sum_c mu_c log mu_c) of a strip.
 // Two classes: mu_0 = 1 - mu_1 (sums_0 is not kept, see add_softmax; within 6e-8 of the sum).
 template <int W, typename A>
 NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int len, A count, A scale) {
   const A inv_count = A(1) / count;  // a multiply a score instead of a divide (within 1 ulp)
   if (C == 2) {
-    for (int j = 0; j < len; ++j) {
-      const A m1 = sums[S + j] * inv_count, m0 = A(1) - m1;
-      mean[j] = m0;
-      mean[S + j] = m1;
-      u[j] = (neg_xlogx(m0) + neg_xlogx(m1)) * scale;
-    }
+    for (int j = 0; j < len; ++j) two_class_mean_entropy(sums[S + j], inv_count, scale, mean + j, mean + S + j, u + j);
     return;
   }
   A h[W];
@@ -261,6 +271,26 @@ struct McStacked {
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
   }
+
+  // Every pass of one pixel (the CUDA launcher's form, one thread a pixel). Two classes keep the
+  // running sum in a register: the T loads of a thread are independent (no store to `mean`
+  // between them that the compiler must assume aliases x), so they are all in flight at once;
+  // the adds are those of strip (0 + p_0 + p_1 + ...): the same bits. Other C: pass by pass.
+  NS_HD void element(int64_t passes, int64_t n, int64_t s, int64_t i, A* acc) const {
+    if (C != 2) {
+      for (int64_t pass = 0; pass < passes; ++pass) strip<1>(pass, n, s, i, 1, acc);
+      return;
+    }
+    const int64_t off = n * C * S + s, stride = N * C * S;
+    const T* xp = x + off;
+    A s1 = A(0);
+    NS_UNROLL(4)
+    for (int64_t t = 0; t < T_; ++t) s1 += two_class_p1(load<A>(xp, t * stride), load<A>(xp, t * stride + S));
+    two_class_mean_entropy(s1, A(1) / A(T_), scale, mean + off, mean + off + S, u + i);
+    int32_t y[1], valid[1];
+    strip_labels<1>(target, i, 1, C, ignore_index, flag, y, valid);
+    add_image_sums<1>(u + i, valid, 1, acc);
+  }
 };
 
 // Streaming pass: sums (N, C, S) += softmax(x (N, C, S)); first overwrites.
@@ -293,14 +323,14 @@ struct McFinalize {
 };
 
 // Gated loss forward. Gate g = image_gate[n] * [u < pixel_threshold] (the pixel factor is 1 when
-// has_pixel_threshold is 0). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map
+// has_pixel_threshold is 0; image_gate (N,) 0/1 bytes from ImageGate, or null for all 1). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map
 // and dloss (N, C, S) = d loss / d s of each pixel (0 at ignored pixels): the backward is then
 // one multiply by the upstream gradient, instead of a second pass that recomputes the softmax;
 // acc = [sum of loss, number of valid pixels, sum of g over them].
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
-  const T* x; const L* target; const A* mu; const A* u; const A* image_gate;
+  const T* x; const L* target; const A* mu; const A* u; const uint8_t* image_gate;
   uint8_t* gate; T* loss_map; A* dloss; int64_t* flag;
   int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
 
@@ -320,7 +350,7 @@ struct LossForward {
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
     A g[W], l[W];
-    const A gi = image_gate ? image_gate[n] : A(1);
+    const A gi = (!image_gate || image_gate[n]) ? A(1) : A(0);
     for (int j = 0; j < len; ++j) {
       const bool pix = (!has_thr) | (up[j] < thr);
       g[j] = vsel(pix, gi, A(0));
@@ -385,6 +415,81 @@ struct LossForward {
     acc[0] += strip_sum<W>(l, len);
     acc[1] += strip_sum<W>(sn, len);
     acc[2] += strip_sum<W>(sg, len);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// small steps around the passes (per image or per op, not per pixel)
+
+// Image uncertainty of image `row` from its parts' sums [sum of u, number of valid pixels]
+// (NaN for an image without valid pixels).
+template <typename A>
+struct McImageFinish {
+  A* image;
+  NS_HD void finish(int64_t row, const double* sums) const { image[row] = A(sums[0] / sums[1]); }
+};
+
+// Image gate a_i (bytes) of image i: mode 0 all 1; mode 1 U_i < threshold; mode 2 the `keep`
+// images with the lowest U (ties: lower index first, NaN last: torch.argsort(stable=True)'s
+// order), by counting the images ranked before i (O(N) for each of N images: N is a batch).
+template <typename A>
+struct ImageGate {
+  const A* image_u; uint8_t* gate; int64_t N; int mode; A threshold; int64_t keep;
+  NS_HD void operator()(int64_t i) const {
+    if (mode == 0) { gate[i] = 1; return; }
+    const A ui = image_u[i];
+    if (mode == 1) { gate[i] = uint8_t(ui < threshold); return; }
+    const bool nan_i = ui != ui;
+    int64_t before = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      const A uj = image_u[j];
+      const bool nan_j = uj != uj;
+      const bool earlier = nan_i ? (!nan_j || j < i) : (!nan_j && (uj < ui || (uj == ui && j < i)));
+      before += int64_t(earlier);
+    }
+    gate[i] = uint8_t(before < keep);
+  }
+};
+
+// Reductions of the loss: enum shared with pint_loss.py (REDUCTIONS' order).
+enum Reduction : int { kNone = 0, kMean = 1, kSum = 2 };
+
+// From the loss pass's sums [loss, valid pixels, trusted valid pixels]: the reduced loss (in the
+// student's dtype; not written for "none", whose map the pass wrote) and stats = [number of
+// valid pixels, trusted fraction of them, fraction of images with a_i = 1] (accumulation dtype).
+template <typename T, typename A>
+struct LossFinish {
+  T* loss; A* stats; const uint8_t* image_gate; int64_t N; int reduction;
+  NS_HD void finish(int64_t, const double* sums) const {
+    if (reduction != kNone) store(loss, 0, reduction == kMean ? sums[0] / sums[1] : sums[0]);
+    double kept = 0;
+    for (int64_t n = 0; n < N; ++n) kept += double(image_gate[n]);
+    stats[0] = A(sums[1]);
+    stats[1] = A(sums[2] / sums[1]);
+    stats[2] = A(kept / double(N));
+  }
+};
+
+// Backward: grad (N, C, S) = dloss * g / (count for "mean"), g the upstream gradient: one value
+// (0-dim) or a map (N, S) for "none"; count = stats[0] from LossFinish.
+template <typename T, typename A>
+struct LossBackward {
+  const A* dloss; const T* g; const A* stats; T* grad;
+  int64_t C, S; bool g_map, mean;
+
+  template <int W>
+  NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A*) const {
+    const int64_t C = this->C, S = this->S, off = n * C * S + s;
+    const A* dp = dloss + off;
+    T* gp = grad + off;
+    A k[W];
+    const A k0 = load<A>(g, 0) * (mean ? A(1) / stats[0] : A(1));
+    if (g_map)  // the test outside the loops: a load under ?: keeps a loop scalar (vec_math.h)
+      for (int j = 0; j < len; ++j) k[j] = load<A>(g, i + j);
+    else
+      for (int j = 0; j < len; ++j) k[j] = k0;
+    for (int64_t c = 0; c < C; ++c)
+      for (int j = 0; j < len; ++j) store(gp, c * S + j, dp[c * S + j] * k[j]);
   }
 };
 

@@ -52,13 +52,21 @@ def _launch_args(x: Tensor, n: int, c: int, s: int, target: Optional[Tensor], ig
     return a
 
 
-def _finish_image(partials: Tensor, n: int, per_image: int, acc: torch.dtype, flag: Tensor, c: int,
-                  ignore_index: int) -> Tensor:
-    bad = _kernels.flagged_value(flag)
+def _image_outputs(n: int, s: int, acc: torch.dtype, device: torch.device, target: Optional[Tensor]):
+    """image (N,), per-image partial sums and, with a target, the error flag (zeroed by the kernel)."""
+    parts, _ = _image_parts(n, s)
+    image = torch.empty((n,), dtype=acc, device=device)
+    partials = torch.empty((parts, 2), dtype=torch.float64, device=device)  # every part writes its row
+    flag = None if target is None else torch.empty(2, dtype=torch.int64, device=device)
+    return image, partials, flag
+
+
+def _check_flag(flag: Optional[Tensor], c: int, ignore_index: int) -> None:
+    """Raises for a label the kernel recorded as out of range (reads the flag: synchronises on
+    CUDA; only done when a target was given)."""
+    bad = None if flag is None else _kernels.flagged_value(flag)
     if bad is not None:
         raise ValueError(f"mc_uncertainty: target holds {bad}, outside [0, {c}) and not ignore_index={ignore_index}")
-    sums = partials.view(n, per_image, 2).sum(1)
-    return (sums[:, 0] / sums[:, 1]).to(acc)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,14 +82,14 @@ def _stacked_impl(teacher_logits: Tensor, target: Optional[Tensor], ignore_index
     acc = _kernels.acc_dtype(x.dtype)
     mean = torch.empty((n, c, *spatial), dtype=acc, device=x.device)
     u = torch.empty((n, *spatial), dtype=acc, device=x.device)
-    parts, per_image = _image_parts(n, s)
-    partials = torch.empty((parts, 2), dtype=torch.float64, device=x.device)  # every part writes its row
-    flag = _kernels.new_flag(x.device)
+    image, partials, flag = _image_outputs(n, s, acc, x.device, target)
     a = _launch_args(x, n, c, s, target, ignore_index, normalize)
-    a.T, a.parts = t, parts
-    a.mean, a.u, a.partials, a.flag = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(partials), _kernels.ptr(flag)
+    a.T, a.parts = t, partials.shape[0]
+    a.mean, a.u, a.image = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(image)
+    a.partials, a.flag = _kernels.ptr(partials), _kernels.ptr(flag)
     _C.pint_mc_stacked(a, *_kernels.device_args(x))
-    return mean, u, _finish_image(partials, n, per_image, acc, flag, c, ignore_index)
+    _check_flag(flag, c, ignore_index)
+    return mean, u, image
 
 
 _stacked = torch.library.custom_op("noisyseg::mc_uncertainty", _stacked_impl, mutates_args=())
@@ -128,14 +136,14 @@ def _finalize_impl(sums: Tensor, count: int, target: Optional[Tensor], ignore_in
     s = sums[0, 0].numel() if sums.numel() else 0
     mean = torch.empty_like(sums)
     u = torch.empty((n, *spatial), dtype=sums.dtype, device=sums.device)
-    parts, per_image = _image_parts(n, s)
-    partials = torch.empty((parts, 2), dtype=torch.float64, device=sums.device)  # every part writes its row
-    flag = _kernels.new_flag(sums.device)
+    image, partials, flag = _image_outputs(n, s, sums.dtype, sums.device, target)
     a = _launch_args(sums, n, c, s, target, ignore_index, normalize)
-    a.x, a.sums, a.count, a.parts = 0, _kernels.ptr(sums), count, parts
-    a.mean, a.u, a.partials, a.flag = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(partials), _kernels.ptr(flag)
+    a.x, a.sums, a.count, a.parts = 0, _kernels.ptr(sums), count, partials.shape[0]
+    a.mean, a.u, a.image = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(image)
+    a.partials, a.flag = _kernels.ptr(partials), _kernels.ptr(flag)
     _C.pint_mc_finalize(a, *_kernels.device_args(sums))
-    return mean, u, _finish_image(partials, n, per_image, sums.dtype, flag, c, ignore_index)
+    _check_flag(flag, c, ignore_index)
+    return mean, u, image
 
 
 _finalize = torch.library.custom_op("noisyseg::mc_finalize", _finalize_impl, mutates_args=())

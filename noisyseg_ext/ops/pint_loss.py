@@ -42,11 +42,10 @@ class PintLossResult(NamedTuple):
     image_gate: Tensor
 
 
-def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, weight: float, ignore_index: int):
+def _args(student: Tensor, target: Tensor, weight: float, ignore_index: int):
     a = _C.PintArgs()
     a.dtype, a.label_dtype = _kernels.DTYPE_CODES[student.dtype], _kernels.DTYPE_CODES[target.dtype]
-    a.x, a.target, a.mu = _kernels.ptr(student), _kernels.ptr(target), _kernels.ptr(mean_prob)
-    a.gate = _kernels.ptr(gate)
+    a.x, a.target = _kernels.ptr(student), _kernels.ptr(target)
     a.N, a.C = student.shape[0], student.shape[1]
     a.S = target[0].numel() if target.shape[0] > 0 else 0
     a.weight, a.ignore_index = float(weight), ignore_index
@@ -58,74 +57,89 @@ def _args(student: Tensor, target: Tensor, mean_prob: Tensor, gate: Tensor, weig
 # forward
 
 def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_uncertainty: Tensor,
-              image_gate: Optional[Tensor], pixel_threshold: Optional[float], consistency_weight: float,
-              ignore_index: int, want_map: bool, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """mean_prob, pixel_uncertainty and image_gate (0/1, (N,)) in the accumulation dtype.
-    Returns (loss map (N, *spatial) if want_map else the sum (0-dim, accumulation dtype),
-    gate (N, *spatial) bool, number of non-ignored pixels and number of trusted ones among them
-    (0-dim float64), dloss: d loss_pixel / d student_logits (N, C, *spatial) in the accumulation
-    dtype if want_grad, else an empty (0,) tensor). Writing dloss in the forward costs one store
-    per score; the backward is then one multiply instead of a pass that recomputes the softmax."""
+              image_uncertainty: Optional[Tensor], pixel_threshold: Optional[float],
+              image_threshold: Optional[float], image_keep: Optional[int], consistency_weight: float,
+              ignore_index: int, reduction: str, want_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """mean_prob, pixel_uncertainty and image_uncertainty (N,) in the accumulation dtype; the
+    image gate from image_threshold or the image_keep lowest image_uncertainty (at most one given).
+    Returns (loss: the (N, *spatial) map for reduction "none", else 0-dim, in the student's dtype;
+    gate (N, *spatial) bool; image gate (N,) bool; stats (3,) in the accumulation dtype =
+    [number of non-ignored pixels, trusted fraction of them, fraction of images kept];
+    dloss: d loss_pixel / d student_logits (N, C, *spatial) in the accumulation dtype if
+    want_grad, else an empty (0,) tensor). One kernel call: the image gate, one pass over the
+    pixels, then the reductions. Writing dloss in the forward costs one store per score; the
+    backward is then one multiply instead of a pass that recomputes the softmax."""
     x, target = student_logits.contiguous(), target.contiguous()
     acc = _kernels.acc_dtype(x.dtype)
-    gate = torch.empty(target.shape, dtype=torch.bool, device=x.device)
-    loss_map = torch.empty(target.shape, dtype=x.dtype, device=x.device) if want_map else None
-    dloss = torch.empty(x.shape if want_grad else (0,), dtype=acc, device=x.device)
-    a = _args(x, target, mean_prob.contiguous(), gate, consistency_weight, ignore_index)
-    a.u = _kernels.ptr(pixel_uncertainty.contiguous())
-    a.image_gate = _kernels.ptr(None if image_gate is None else image_gate.contiguous())
+    n, dev = x.shape[0], x.device
+    gate = torch.empty(target.shape, dtype=torch.bool, device=dev)
+    image_gate = torch.empty((n,), dtype=torch.bool, device=dev)
+    loss = torch.empty(target.shape if reduction == "none" else (), dtype=x.dtype, device=dev)
+    stats = torch.empty((3,), dtype=acc, device=dev)
+    dloss = torch.empty(x.shape if want_grad else (0,), dtype=acc, device=dev)
+    a = _args(x, target, consistency_weight, ignore_index)
+    a.mu, a.u = _kernels.ptr(mean_prob.contiguous()), _kernels.ptr(pixel_uncertainty.contiguous())
     a.has_pixel_threshold = pixel_threshold is not None
     a.pixel_threshold = 0.0 if pixel_threshold is None else float(pixel_threshold)
-    partials = torch.empty((a.parts, 3), dtype=torch.float64, device=x.device)  # every part writes its row
-    flag = _kernels.new_flag(x.device)
-    a.loss_map, a.partials, a.flag = _kernels.ptr(loss_map), _kernels.ptr(partials), _kernels.ptr(flag)
-    a.dloss = _kernels.ptr(dloss)
+    if image_threshold is not None or image_keep is not None:
+        a.image_u = _kernels.ptr(image_uncertainty.contiguous())
+        a.image_mode = 1 if image_threshold is not None else 2
+        a.image_threshold = 0.0 if image_threshold is None else float(image_threshold)
+        a.keep = 0 if image_keep is None else int(image_keep)
+    partials = torch.empty((a.parts, 3), dtype=torch.float64, device=dev)  # every part writes its row
+    flag = torch.empty(2, dtype=torch.int64, device=dev)  # zeroed by the kernel call
+    a.reduction = REDUCTIONS.index(reduction)
+    a.image_gate, a.gate, a.stats = _kernels.ptr(image_gate), _kernels.ptr(gate), _kernels.ptr(stats)
+    if reduction == "none":
+        a.loss_map = _kernels.ptr(loss)
+    else:
+        a.loss = _kernels.ptr(loss)
+    a.partials, a.flag, a.dloss = _kernels.ptr(partials), _kernels.ptr(flag), _kernels.ptr(dloss)
     _C.pint_loss_forward(a, *_kernels.device_args(x))
     bad = _kernels.flagged_value(flag)
     if bad is not None:
         raise ValueError(f"pint_loss: target holds {bad}, outside [0, {x.shape[1]}) and not ignore_index={ignore_index}")
-    stats = partials.sum(0)
-    out = loss_map if want_map else stats[0].to(acc, copy=True)
-    return out, gate, stats[1].clone(), stats[2].clone(), dloss
+    return loss, gate, image_gate, stats, dloss
 
 
 _fwd = torch.library.custom_op("noisyseg::pint_loss_fwd", _fwd_impl, mutates_args=())
 
 
 @_fwd.register_fake
-def _fwd_fake(student_logits, target, mean_prob, pixel_uncertainty, image_gate, pixel_threshold,
-              consistency_weight, ignore_index, want_map, want_grad):
+def _fwd_fake(student_logits, target, mean_prob, pixel_uncertainty, image_uncertainty, pixel_threshold,
+              image_threshold, image_keep, consistency_weight, ignore_index, reduction, want_grad):
     acc = _kernels.acc_dtype(student_logits.dtype)
-    out = student_logits.new_empty(target.shape) if want_map else student_logits.new_empty((), dtype=acc)
-    f64 = torch.float64
+    n = student_logits.shape[0]
+    loss = student_logits.new_empty(target.shape if reduction == "none" else ())
     dloss = student_logits.new_empty(student_logits.shape if want_grad else (0,), dtype=acc)
-    return (out, student_logits.new_empty(target.shape, dtype=torch.bool),
-            student_logits.new_empty((), dtype=f64), student_logits.new_empty((), dtype=f64), dloss)
+    return (loss, student_logits.new_empty(target.shape, dtype=torch.bool),
+            student_logits.new_empty((n,), dtype=torch.bool), student_logits.new_empty((3,), dtype=acc), dloss)
 
 
 def _fwd_setup(ctx, inputs, output):
-    student_logits, target, mean_prob, pixel_uncertainty, image_gate = inputs[:5]
-    ctx.save_for_backward(student_logits, target, mean_prob, pixel_uncertainty, image_gate, output[4])
+    student_logits, target, mean_prob, pixel_uncertainty, image_uncertainty = inputs[:5]
+    ctx.save_for_backward(student_logits, target, mean_prob, pixel_uncertainty, image_uncertainty, output[3],
+                          output[4])
     ctx.mark_non_differentiable(*output[1:])
-    ctx.scalars, ctx.out_shape = inputs[5:9], output[0].shape
+    ctx.scalars = inputs[5:11]
 
 
-def _fwd_backward(ctx, g_out, g_gate, g_count, g_trusted, g_dloss):
-    student_logits, target, mean_prob, pixel_uncertainty, image_gate, dloss = ctx.saved_tensors
-    if not ctx.needs_input_grad[0]:
-        return (None,) * 10
+def _fwd_backward(ctx, g_loss, g_gate, g_image_gate, g_stats, g_dloss):
+    student_logits, target, mean_prob, pixel_uncertainty, image_uncertainty, stats, dloss = ctx.saved_tensors
+    if not ctx.needs_input_grad[0] or g_loss is None:  # the loss unused: no gradient (None = 0)
+        return (None,) * 12
     if dloss.numel() != student_logits.numel():
         # The forward ran without want_grad (pint_loss asks for it whenever a gradient can be
         # wanted; a direct call of the op may not): one more pass for the derivative.
-        dloss = torch.ops.noisyseg.pint_loss_fwd(student_logits, target, mean_prob, pixel_uncertainty, image_gate,
-                                                 *ctx.scalars, True)[4]
-    if g_out is None:
-        g_out = dloss.new_zeros(ctx.out_shape)
-    if torch.is_grad_enabled():  # create_graph=True: through the op that has no autograd formula
-        grad = torch.ops.noisyseg.pint_loss_bwd(g_out, dloss, student_logits)
-    else:  # the usual first-order backward: the same multiply without a second op dispatch
-        grad = _scaled(g_out, dloss, student_logits.dtype)
-    return (grad,) + (None,) * 9
+        dloss = torch.ops.noisyseg.pint_loss_fwd(student_logits, target, mean_prob, pixel_uncertainty,
+                                                 image_uncertainty, *ctx.scalars, True)[4]
+    reduction = ctx.scalars[-1]
+    args = (g_loss, dloss, stats, student_logits, reduction)
+    if not torch.is_grad_enabled() and _direct.enabled_for(*args[:4]):
+        grad = _bwd_impl(*args)  # the usual first-order backward: no second op dispatch
+    else:  # tracing, or create_graph=True: through the op, which has no autograd formula
+        grad = torch.ops.noisyseg.pint_loss_bwd(*args)
+    return (grad,) + (None,) * 11
 
 
 _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
@@ -134,23 +148,32 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 # ----------------------------------------------------------------------------------------------
 # backward (first order only)
 
-@torch.library.custom_op("noisyseg::pint_loss_bwd", mutates_args=())
-def _bwd(g: Tensor, dloss: Tensor, student_logits: Tensor) -> Tensor:
-    """g: (N, *spatial) or 0-dim upstream gradient; dloss: (N, C, *spatial) from the forward.
-    Returns d/d student_logits = dloss · g (broadcast over C) in student_logits' dtype.
-    student_logits is not read: it is an input so that autograd knows the result depends on it,
-    and, this op having no autograd formula, a double backward fails loudly ("no autograd
-    formula") instead of silently dropping the terms that flow through the softmax."""
-    return _scaled(g, dloss, student_logits.dtype)
+def _bwd_impl(g: Tensor, dloss: Tensor, stats: Tensor, student_logits: Tensor, reduction: str) -> Tensor:
+    """g: upstream gradient of the loss ((N, *spatial) for reduction "none", else 0-dim);
+    dloss: (N, C, *spatial) and stats (3,) from the forward. Returns d/d student_logits =
+    dloss · g (broadcast over C; divided by the number of non-ignored pixels for "mean") in
+    student_logits' dtype. student_logits is not read: it is an input so that autograd knows the
+    result depends on it, and, this op having no autograd formula, a double backward fails loudly
+    ("no autograd formula") instead of silently dropping the terms that flow through the softmax."""
+    dtype = student_logits.dtype
+    g = g.to(dtype).contiguous()
+    grad = torch.empty(dloss.shape, dtype=dtype, device=dloss.device)
+    a = _C.PintArgs()
+    a.dtype = _kernels.DTYPE_CODES[dtype]
+    a.N, a.C = dloss.shape[0], dloss.shape[1]
+    a.S = dloss[0, 0].numel() if dloss.numel() else 0
+    a.parts = _kernels.num_parts(a.N * a.S)
+    a.dloss, a.g, a.stats, a.grad = _kernels.ptr(dloss), _kernels.ptr(g), _kernels.ptr(stats), _kernels.ptr(grad)
+    a.g_map, a.reduction = g.dim() > 0, REDUCTIONS.index(reduction)
+    _C.pint_loss_backward(a, *_kernels.device_args(dloss))
+    return grad
 
 
-def _scaled(g: Tensor, dloss: Tensor, dtype: torch.dtype) -> Tensor:
-    g = g.to(dloss.dtype)
-    return (dloss * (g.unsqueeze(1) if g.dim() > 0 else g)).to(dtype)
+_bwd = torch.library.custom_op("noisyseg::pint_loss_bwd", _bwd_impl, mutates_args=())
 
 
 @_bwd.register_fake
-def _bwd_fake(g, dloss, student_logits):
+def _bwd_fake(g, dloss, stats, student_logits, reduction):
     return dloss.new_empty(dloss.shape, dtype=student_logits.dtype)
 
 
@@ -262,29 +285,31 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
         valid = target.long() != ignore_index
         frac = (gate & valid).sum().to(acc) / valid.sum().to(acc)
         return PintLossResult(loss, gate, frac, a_i.to(acc).mean(), a_i)
-    mu = mean_prob.detach().to(acc).contiguous()
-    u = pixel_uncertainty.detach().to(acc).contiguous()
-    n = student_logits.shape[0]
-    if image_threshold is None and image_keep_ratio is None:
-        a_i = torch.ones(n, dtype=torch.bool, device=student_logits.device)
-        gate_vec = None
-    else:
+    mu, u = _as_acc(mean_prob, acc), _as_acc(pixel_uncertainty, acc)
+    image_keep = None
+    if image_threshold is not None or image_keep_ratio is not None:
         if image_uncertainty is None:
             valid = target != ignore_index
             image_uncertainty = (torch.where(valid, u, 0.0).flatten(1).sum(1) / valid.flatten(1).sum(1))
-        a_i = image_gate(image_uncertainty.detach().to(acc), image_threshold=image_threshold,
-                         image_keep_ratio=image_keep_ratio)
-        gate_vec = a_i.to(acc)
-    want_grad = torch.is_grad_enabled() and student_logits.requires_grad
-    args = (student_logits.contiguous(), target.contiguous(), mu, u, gate_vec,
-            None if pixel_threshold is None else float(pixel_threshold), float(consistency_weight),
-            ignore_index, reduction == "none", want_grad)
-    fwd = _direct.pick_with_grad(_fwd_impl, _fwd_setup, _fwd_backward, torch.ops.noisyseg.pint_loss_fwd, *args[:5])
-    out, gate, count, trusted, _ = fwd(*args)
-    if reduction == "none":
-        loss = out
-    elif reduction == "sum":
-        loss = out.to(student_logits.dtype)
+        image_uncertainty = _as_acc(image_uncertainty, acc)
+        if image_keep_ratio is not None:
+            n = student_logits.shape[0]
+            image_keep = min(n, max(1, int(math.floor(image_keep_ratio * n + 0.5))))
     else:
-        loss = (out / count).to(student_logits.dtype)
-    return PintLossResult(loss, gate, (trusted / count).to(acc), a_i.to(acc).mean(), a_i)
+        image_uncertainty = None
+    want_grad = torch.is_grad_enabled() and student_logits.requires_grad
+    args = (student_logits.contiguous(), target.contiguous(), mu, u, image_uncertainty,
+            None if pixel_threshold is None else float(pixel_threshold),
+            None if image_threshold is None else float(image_threshold), image_keep, float(consistency_weight),
+            ignore_index, reduction, want_grad)
+    fwd = _direct.pick_with_grad(_fwd_impl, _fwd_setup, _fwd_backward, torch.ops.noisyseg.pint_loss_fwd, *args[:5])
+    loss, gate, a_i, stats, _ = fwd(*args)
+    return PintLossResult(loss, gate, stats[1], stats[2], a_i)
+
+
+def _as_acc(t: Tensor, acc: torch.dtype) -> Tensor:
+    """t detached, in the accumulation dtype, contiguous (no copy, no op when it already is)."""
+    t = t.detach()
+    if t.dtype != acc:
+        t = t.to(acc)
+    return t if t.is_contiguous() else t.contiguous()
