@@ -12,7 +12,8 @@ roofline goals are about the bytes the kernels move. This script separates the t
 * fused-op   the fused step with every op through its custom op (direct calls off, ops/_direct.py),
              to show what the direct calls save; the (1, 2, 8, 8) case is all host overhead;
 * GB/s       fewest bytes (benchmarks/roofline.py) / device ms, and that as % of a measured
-             device-to-device copy (bytes read + written, roofline.measure_copy_gbs).
+             device-to-device copy (bytes read + written, roofline.measure_copy_gbs); PINT also
+             against the floor op by op (roofline.pint_op_bytes: mean_prob and u written and read).
 
 wall - device is host time the GPU waits for (Python, dispatch, launches, synchronisations).
 
@@ -117,7 +118,7 @@ def pint_cases():
         teacher = (torch.randn(T, N, C, *spatial, generator=g) * 2).cuda()
         student = (torch.randn(N, C, *spatial, generator=g) * 2).cuda().requires_grad_()
         target = torch.randint(0, C, (N, *spatial), generator=g).cuda()
-        nbytes = roofline.pint_bytes(T, N, C, spatial)
+        nbytes = (roofline.pint_bytes(T, N, C, spatial), roofline.pint_op_bytes(T, N, C, spatial))
         for name, fn in [("fused", bp.fused_loss), ("fused-op", through_custom_ops(bp.fused_loss)),
                          ("streaming", bp.streaming_loss), ("eager", bp.eager_loss)]:
             def step(fn=fn):
@@ -165,8 +166,11 @@ def main() -> None:
             if isinstance(wall, Exception):
                 raise wall
             dev, kern, top = device_profile(step)
-            gbs = nbytes / (dev * 1e-3) / 1e9 if dev > 0 else float("nan")
+            floor, op_floor = nbytes if isinstance(nbytes, tuple) else (nbytes, None)
+            gbs = floor / (dev * 1e-3) / 1e9 if dev > 0 else float("nan")
             tops = "; ".join(f"{n} {ms:.3f}" for n, ms in top)
+            if op_floor:  # PINT: also against the floor op by op (roofline.pint_op_bytes)
+                tops = f"[op by op: {100 * op_floor / (dev * 1e-3) / 1e9 / ceiling:.1f}% of copy]  " + tops
             print(f"{case:34s} {impl:9s} {wall:8.3f} {dev:8.3f} {kern:5.1f} {gbs:6.0f} {100 * gbs / ceiling:5.1f}%  {tops}")
         except Exception as exc:  # keep profiling the other cases
             print(f"{case:34s} {impl:9s} failed: {type(exc).__name__}: {str(exc)[:150]}")

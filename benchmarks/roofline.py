@@ -65,6 +65,19 @@ def pint_bytes(t, n, c, spatial, dtype="float32", label_dtype="int64") -> int:
     return t * n * c * s * e + n * c * s * e + n * s * l + n * c * s * e
 
 
+def pint_op_bytes(t, n, c, spatial, dtype="float32", label_dtype="int64") -> int:
+    """The same PINT step counted op by op, as the public API runs it (each op's inputs read once,
+    its outputs written once): mc_uncertainty reads the T passes and writes mean_prob (N, C, S)
+    and u (N, S) in float32; pint_loss forward + backward reads the student, the target,
+    mean_prob and u, writes the gate (N, S) bool and grad_student. The floor of any implementation
+    that keeps the two ops (the image gate needs every pixel's u before the loss: pint_bytes' note)."""
+    s = math.prod(spatial)
+    e, l = dtype_bytes(dtype), dtype_bytes(label_dtype)
+    mc = t * n * c * s * e + (n * c * s + n * s) * 4
+    loss = n * c * s * e + n * s * l + (n * c * s + n * s) * 4 + n * s + n * c * s * e
+    return mc + loss
+
+
 def morphology_bytes(n, spatial, dtype="bool") -> int:
     """dilate / erode: read the masks once, write the result once, N*S bytes each for bool.
     (Radius-r structures done as several passes, or a multi-plane stack, move more.)"""
