@@ -92,6 +92,21 @@ template <typename A, typename T> NS_HD A load(const T* p, int64_t i) { return A
 template <typename A> NS_HD A load(const Half* p, int64_t i) { return A(half_to_float(p[i].bits)); }
 template <typename A> NS_HD A load(const BFloat16* p, int64_t i) { return A(bf16_to_float(p[i].bits)); }
 
+// load for inputs a kernel only reads: on the device through the read-only data cache
+// (ld.global.nc), which also tells the compiler that the value does not depend on the kernel's
+// own stores, so a thread's loads can be issued together ahead of its stores; on the host, load.
+#if defined(__CUDA_ARCH__)
+template <typename A, typename T> __device__ __forceinline__ A load_ro(const T* p, int64_t i) { return A(__ldg(p + i)); }
+template <typename A> __device__ __forceinline__ A load_ro(const Half* p, int64_t i) {
+  return A(half_to_float(__ldg(reinterpret_cast<const unsigned short*>(p) + i)));
+}
+template <typename A> __device__ __forceinline__ A load_ro(const BFloat16* p, int64_t i) {
+  return A(bf16_to_float(__ldg(reinterpret_cast<const unsigned short*>(p) + i)));
+}
+#else
+template <typename A, typename T> NS_HD A load_ro(const T* p, int64_t i) { return load<A>(p, i); }
+#endif
+
 template <typename T, typename A> NS_HD void store(T* p, int64_t i, A v) { p[i] = T(v); }
 template <typename A> NS_HD void store(Half* p, int64_t i, A v) { p[i].bits = float_to_half(float(v)); }
 template <typename A> NS_HD void store(BFloat16* p, int64_t i, A v) { p[i].bits = float_to_bf16(float(v)); }

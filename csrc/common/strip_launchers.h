@@ -183,8 +183,10 @@ __device__ __forceinline__ void strips_part(int64_t n, int64_t cols, int64_t par
   }
 }
 
+// At most 64 registers a thread: four blocks of kThreads a multiprocessor (the two-class
+// uncertainty body took 71 without the bound, three blocks, and ran at half the copy rate).
 template <int K, typename A, typename Body>
-__global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
+__global__ __launch_bounds__(kThreads, 4) void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                               Body body) {
   const int64_t n = rows * cols;
   A acc[K > 0 ? K : 1] = {};

@@ -284,8 +284,8 @@ struct McStacked {
     const int64_t off = n * C * S + s, stride = N * C * S;
     const T* xp = x + off;
     A s1 = A(0);
-    NS_UNROLL(4)
-    for (int64_t t = 0; t < T_; ++t) s1 += two_class_p1(load<A>(xp, t * stride), load<A>(xp, t * stride + S));
+    NS_UNROLL(8)
+    for (int64_t t = 0; t < T_; ++t) s1 += two_class_p1(load_ro<A>(xp, t * stride), load_ro<A>(xp, t * stride + S));
     two_class_mean_entropy(s1, A(1) / A(T_), scale, mean + off, mean + off + S, u + i);
     int32_t y[1], valid[1];
     strip_labels<1>(target, i, 1, C, ignore_index, flag, y, valid);
@@ -352,25 +352,28 @@ struct LossForward {
     A g[W], l[W];
     const A gi = (!image_gate || image_gate[n]) ? A(1) : A(0);
     for (int j = 0; j < len; ++j) {
-      const bool pix = (!has_thr) | (up[j] < thr);
+      const bool pix = (!has_thr) | (load_ro<A>(up, j) < thr);
       g[j] = vsel(pix, gi, A(0));
     }
     if (C == 2) {  // one fused loop, one exp and one log per pixel
-      const auto loss2 = [&](int j, const Softmax2<A>& sm) {
-        const A da = sm.pa - mp[j], db = sm.pb - mp[S + j];
+      const auto loss2 = [&](int j, const Softmax2<A>& sm, A m0, A m1) {
+        const A da = sm.pa - m0, db = sm.pb - m1;
         return vsel(valid[j] != 0, gated_loss(g[j] != A(0), sm.ce(y[j]), da * da + db * db, w), A(0));
       };
       if (grad_out) {
         for (int j = 0; j < len; ++j) {
-          const Softmax2<A> sm(load<A>(xp, j), load<A>(xp, S + j));
-          l[j] = loss2(j, sm);
-          const A spd = sm.pa * (sm.pa - mp[j]) + sm.pb * (sm.pb - mp[S + j]);
+          const A m0 = load_ro<A>(mp, j), m1 = load_ro<A>(mp, S + j);
+          const Softmax2<A> sm(load_ro<A>(xp, j), load_ro<A>(xp, S + j));
+          l[j] = loss2(j, sm, m0, m1);
+          const A spd = sm.pa * (sm.pa - m0) + sm.pb * (sm.pb - m1);
           const bool trusted = g[j] != A(0), ok = valid[j] != 0;
-          grad_out[j] = vsel(ok, gated_grad(trusted, sm.pa, mp[j], spd, equal_bit(0, y[j]), w), A(0));
-          grad_out[S + j] = vsel(ok, gated_grad(trusted, sm.pb, mp[S + j], spd, equal_bit(1, y[j]), w), A(0));
+          grad_out[j] = vsel(ok, gated_grad(trusted, sm.pa, m0, spd, equal_bit(0, y[j]), w), A(0));
+          grad_out[S + j] = vsel(ok, gated_grad(trusted, sm.pb, m1, spd, equal_bit(1, y[j]), w), A(0));
         }
       } else {
-        for (int j = 0; j < len; ++j) l[j] = loss2(j, Softmax2<A>(load<A>(xp, j), load<A>(xp, S + j)));
+        for (int j = 0; j < len; ++j)
+          l[j] = loss2(j, Softmax2<A>(load_ro<A>(xp, j), load_ro<A>(xp, S + j)), load_ro<A>(mp, j),
+                       load_ro<A>(mp, S + j));
       }
     } else {
       StripExp<W, A> se;
