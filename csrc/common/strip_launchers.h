@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu_parallel.h"
 #include "host_device.h"
@@ -183,11 +184,9 @@ __device__ __forceinline__ void strips_part(int64_t n, int64_t cols, int64_t par
   }
 }
 
-// At most 64 registers a thread: four blocks of kThreads a multiprocessor (the two-class
-// uncertainty body took 71 without the bound, three blocks, and ran at half the copy rate).
 template <int K, typename A, typename Body>
-__global__ __launch_bounds__(kThreads, 4) void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
-                              Body body) {
+__device__ __forceinline__ void strips_block(int64_t rows, int64_t cols, int64_t parts, double* partials,
+                                             int64_t passes, const Body& body) {
   const int64_t n = rows * cols;
   A acc[K > 0 ? K : 1] = {};
   if (n <= int64_t(UINT32_MAX) - 2 * kThreads)
@@ -195,6 +194,29 @@ __global__ __launch_bounds__(kThreads, 4) void strips_kernel(int64_t rows, int64
   else
     strips_part<int64_t, K>(n, cols, parts, passes, body, acc);
   block_write_partials<K>(acc, partials, blockIdx.x);
+}
+
+template <int K, typename A, typename Body>
+__global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
+                              Body body) {
+  strips_block<K, A>(rows, cols, parts, partials, passes, body);
+}
+
+// For a body that declares `static constexpr int kMinBlocks`: at least that many blocks of
+// kThreads resident a multiprocessor (a register cap). The two-class uncertainty body took 71
+// registers without it, three blocks, and its loads ran at 40 % of the copy rate; capped to
+// four blocks (64 registers), 55 % (H100). With the cap on every strips kernel, simple bodies
+// took more registers (PINT's backward 32 -> 40) and ran slower in that run (13 -> 18 us),
+// hence opt-in.
+template <typename Body, typename = void>
+struct MinBlocks { static constexpr int value = 0; };
+template <typename Body>
+struct MinBlocks<Body, std::void_t<decltype(Body::kMinBlocks)>> { static constexpr int value = Body::kMinBlocks; };
+
+template <int K, typename A, typename Body>
+__global__ __launch_bounds__(kThreads, MinBlocks<Body>::value) void strips_kernel_capped(
+    int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes, Body body) {
+  strips_block<K, A>(rows, cols, parts, partials, passes, body);
 }
 
 // The device twin of OnePass (held by value: kernel arguments are copied to the device).
@@ -258,8 +280,12 @@ struct CudaStripLauncher {
                    const Body& body) const {
     if (rows * cols == 0 && partials == nullptr) return;
     if (parts < 1) parts = 1;
-    strips_kernel<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials,
-                                                                                  passes, body);
+    if constexpr (MinBlocks<Body>::value > 0)
+      strips_kernel_capped<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts,
+                                                                                           partials, passes, body);
+    else
+      strips_kernel<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials,
+                                                                                    passes, body);
     cuda_check_launch(what);
   }
   template <int K, typename A, typename Body>

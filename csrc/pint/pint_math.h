@@ -256,6 +256,7 @@ NS_HD void add_image_sums(const A* u, const int32_t* valid, int len, A* acc) {
 template <typename T, typename L>
 struct McStacked {
   using A = acc_t<T>;
+  static constexpr int kMinBlocks = 4;  // CUDA register cap (strip_launchers.h MinBlocks)
   const T* x; const L* target; A* mean; A* u; int64_t* flag;
   int64_t T_, N, C, S, ignore_index; A scale;
 
