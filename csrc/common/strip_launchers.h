@@ -206,8 +206,8 @@ __global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double*
 // kThreads resident a multiprocessor (a register cap). The two-class uncertainty body took 71
 // registers without it, three blocks, and its loads ran at 40 % of the copy rate; capped to
 // four blocks (64 registers), 55 % (H100). With the cap on every strips kernel, simple bodies
-// took more registers (PINT's backward 32 -> 40) and ran slower in that run (13 -> 18 us),
-// hence opt-in.
+// took more registers (PINT's backward 32 -> 40) and ran slower (13 -> 18 us; the streaming
+// uncertainty passes 94 -> 133 us), and were back without it: hence opt-in.
 template <typename Body, typename = void>
 struct MinBlocks { static constexpr int value = 0; };
 template <typename Body>
