@@ -9,7 +9,8 @@
 # Environment (defaults in brackets): GPU_CHECK_STAGES [tests bench profile] picks stages after the
 # build; GPU_CHECK_BENCHES [weighted_ce:60 pint:70 metrics:40 morphology:30 elastic:25] the benchmark
 # files and their limits; GPU_CHECK_K [cuda] their -k expression ("cuda or monai" also times MONAI's
-# CPU path there, when a MONAI wheel travels in .whl/: carry it, it is installed first).
+# CPU path there, when a MONAI wheel travels in .whl/: carry it, it is installed first);
+# GPU_PROFILE_CASES [weighted_ce pint other] the profile's case groups (read by gpu_profile.py).
 # Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt.
 # python -P: from the repo root, the source tree (no compiled _C) must not shadow the installed package;
 # python -m pip / pytest: the image's bare `pip` belongs to another interpreter.
