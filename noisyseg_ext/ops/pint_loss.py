@@ -2,13 +2,15 @@
 
 Two custom ops (math in csrc/pint/pint_math.h):
 
-* ``noisyseg::pint_loss_fwd``  loss (map or fused sum), gate map, counts and, when a gradient
-  will be wanted, d loss / d student_logits of every pixel, all from one pass;
-* ``noisyseg::pint_loss_bwd``  that derivative times the upstream gradient (not differentiable
-  further: no double backward).
+* ``noisyseg::pint_loss_fwd``  loss (map, mean or sum), gate map, image gate, counts and, when a
+  gradient will be wanted, d loss / d student_logits of every pixel;
+* ``noisyseg::pint_loss_bwd``  that derivative times the upstream gradient (/ count for "mean"),
+  one kernel (not differentiable further: no double backward).
 
-The image gate (a ranking over N values) is computed in plain torch; the pixel gate, the blend and
-the diagnostics come from the one kernel pass.
+The forward is one kernel call: the image gate (ranking of the N image uncertainties), one pass
+over the pixels (pixel gate, blend, derivative), then the reductions from the per-part sums. Each
+torch operation saved is host time that a GPU step is bound by (a fused PINT step: 9 device
+operations, eager 40). ``image_gate`` below is the same ranking in torch, for users and tests.
 """
 
 from __future__ import annotations
