@@ -324,10 +324,11 @@ struct McFinalize {
 };
 
 // Gated loss forward. Gate g = image_gate[n] * [u < pixel_threshold] (the pixel factor is 1 when
-// has_pixel_threshold is 0; image_gate (N,) 0/1 bytes from ImageGate, or null for all 1). Writes gate (N, S) as 0/1 bytes and, when non-null, the loss map
-// and dloss (N, C, S) = d loss / d s of each pixel (0 at ignored pixels): the backward is then
-// one multiply by the upstream gradient, instead of a second pass that recomputes the softmax;
-// acc = [sum of loss, number of valid pixels, sum of g over them].
+// has_pixel_threshold is 0; image_gate (N,) 0/1 bytes from ImageGate, or null for all 1). Writes
+// gate (N, S) as 0/1 bytes and, when non-null, the loss map and dloss (N, C, S) = d loss / d s of
+// each pixel (0 at ignored pixels): the backward is then one multiply by the upstream gradient,
+// instead of a second pass that recomputes the softmax; acc = [sum of loss, number of valid
+// pixels, sum of g over them].
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
@@ -487,11 +488,12 @@ struct LossBackward {
     const A* dp = dloss + off;
     T* gp = grad + off;
     A k[W];
-    const A k0 = load<A>(g, 0) * (mean ? A(1) / stats[0] : A(1));
-    if (g_map)  // the test outside the loops: a load under ?: keeps a loop scalar (vec_math.h)
+    if (g_map) {  // the test outside the loops: a load under ?: keeps a loop scalar (vec_math.h)
       for (int j = 0; j < len; ++j) k[j] = load<A>(g, i + j);
-    else
+    } else {
+      const A k0 = load<A>(g, 0) * (mean ? A(1) / stats[0] : A(1));
       for (int j = 0; j < len; ++j) k[j] = k0;
+    }
     for (int64_t c = 0; c < C; ++c)
       for (int j = 0; j < len; ++j) store(gp, c * S + j, dp[c * S + j] * k[j]);
   }

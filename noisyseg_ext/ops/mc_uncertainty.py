@@ -33,11 +33,11 @@ class McUncertainty(NamedTuple):
     image: Tensor
 
 
-def _image_parts(n: int, s: int) -> tuple[int, int]:
-    """(parts, parts per image): parts aligned with images so that the partial sums of one part
-    belong to one image; fixed by the problem size only."""
-    per_image = max(1, -(-_kernels.num_parts(n * s) // max(n, 1)))
-    return n * per_image, per_image
+def _image_parts(n: int, s: int) -> int:
+    """Number of parts, a multiple of n aligned with the images, so that the partial sums of one
+    part belong to one image (the kernel call takes parts / n per image); fixed by the problem size
+    only."""
+    return n * max(1, -(-_kernels.num_parts(n * s) // max(n, 1)))
 
 
 def _launch_args(x: Tensor, n: int, c: int, s: int, target: Optional[Tensor], ignore_index: int,
@@ -54,7 +54,7 @@ def _launch_args(x: Tensor, n: int, c: int, s: int, target: Optional[Tensor], ig
 
 def _image_outputs(n: int, s: int, acc: torch.dtype, device: torch.device, target: Optional[Tensor]):
     """image (N,), per-image partial sums and, with a target, the error flag (zeroed by the kernel)."""
-    parts, _ = _image_parts(n, s)
+    parts = _image_parts(n, s)
     image = torch.empty((n,), dtype=acc, device=device)
     partials = torch.empty((parts, 2), dtype=torch.float64, device=device)  # every part writes its row
     flag = None if target is None else torch.empty(2, dtype=torch.int64, device=device)

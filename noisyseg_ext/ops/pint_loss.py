@@ -222,6 +222,11 @@ def _validate(student_logits, target, mean_prob, pixel_uncertainty, image_uncert
         raise ValueError(f"{op}: image_keep_ratio must lie in (0, 1]; got {image_keep_ratio}")
 
 
+def _keep_count(image_keep_ratio: float, n: int) -> int:
+    """k = round(image_keep_ratio · n), half up, at least 1 (at most n): the images kept."""
+    return min(n, max(1, int(math.floor(image_keep_ratio * n + 0.5))))
+
+
 def image_gate(image_uncertainty: Tensor, *, image_threshold: Optional[float] = None,
                image_keep_ratio: Optional[float] = None) -> Tensor:
     """(N,) bool image gate a_i from image uncertainties U (N,): ``U < image_threshold``, or the
@@ -232,7 +237,7 @@ def image_gate(image_uncertainty: Tensor, *, image_threshold: Optional[float] = 
         return image_uncertainty < image_threshold
     if image_keep_ratio is None:
         return torch.ones(n, dtype=torch.bool, device=image_uncertainty.device)
-    k = min(n, max(1, int(math.floor(image_keep_ratio * n + 0.5))))
+    k = _keep_count(image_keep_ratio, n)
     order = torch.argsort(image_uncertainty, stable=True)  # NaN sorts last
     keep = torch.zeros(n, dtype=torch.bool, device=image_uncertainty.device)
     return keep.index_fill(0, order[:k], True)
@@ -295,8 +300,7 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
             image_uncertainty = (torch.where(valid, u, 0.0).flatten(1).sum(1) / valid.flatten(1).sum(1))
         image_uncertainty = _as_acc(image_uncertainty, acc)
         if image_keep_ratio is not None:
-            n = student_logits.shape[0]
-            image_keep = min(n, max(1, int(math.floor(image_keep_ratio * n + 0.5))))
+            image_keep = _keep_count(image_keep_ratio, student_logits.shape[0])
     else:
         image_uncertainty = None
     want_grad = torch.is_grad_enabled() and student_logits.requires_grad
