@@ -98,6 +98,7 @@ def test_extreme_logits(device, C):
     x[0, 1, 0, 0] = float("inf")
     x[1, 1, 1, 1] = float("-inf")
     x[2, 1, 0, 2] = float("nan")
+    x[:2, 1, 0, 3], x[:2, 1, 1, 3] = float("inf"), float("-inf")  # +inf beside -inf: NaN (inf - inf)
     for dtype in (torch.float32, torch.float64):
         xt = x.to(dtype)
         got = mc_uncertainty(xt)

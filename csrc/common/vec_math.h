@@ -1,7 +1,8 @@
 // exp, log and select written so that GCC vectorises the strip loops that use them (no libm call,
 // no branch): glibc's vector variants are only declared under -ffast-math, which the build does
 // not use. float: Cody-Waite range reduction and the Cephes minimax polynomials (about 1 ulp;
-// exp flushes below -87 to 0, log assumes a positive normal argument);
+// exp flushes below -87 to 0, log assumes a positive normal argument; log(1 + x) on [0, 1], the
+// two-class softmax's case, a polynomial of its own);
 // double: libm (not a hot path). On the device: CUDA's intrinsics, like ns_exp / ns_log.
 //
 // Why the bit-level select: with the default -ftrapping-math GCC sinks a floating computation
@@ -101,34 +102,61 @@ NS_HD float cephes_log(float x) {
   const float res = f + y + 0.693359375f * e;
   return x != x ? x : res;
 }
+
+// log(1 + x) for x in [0, 1] (a two-class softmax's exp(-|d|)); NaN in, NaN out. x * q(x), q a
+// degree-9 polynomial fitted to log1p(x) / x on [0, 1] by iteratively reweighted least squares
+// (about 2 ulp in float): no exponent / mantissa split as in cephes_log, half its operations,
+// and no rounding of 1 + x (log1p's relative precision for small x).
+NS_HD float log1p_unit_poly(float x) {
+  float q = -3.2439595088362694e-3f;
+  q = q * x + 1.9851164892315865e-2f;
+  q = q * x - 5.695897340774536e-2f;
+  q = q * x + 1.06035977602005e-1f;
+  q = q * x - 1.530555784702301e-1f;
+  q = q * x + 1.9675926864147186e-1f;
+  q = q * x - 2.4954131245613098e-1f;
+  q = q * x + 3.332996070384979e-1f;
+  q = q * x - 4.999990165233612e-1f;
+  q = q * x + 1.0f;
+  // NaN gives NaN without the test; the select is there for GCC: without it the weighted_ce
+  // loops that feed an exp into this stayed scalar (24 of them, -fopt-info-vec).
+  return x != x ? x : x * q;
+}
 #endif
 
 // vexp_blend: vexp for loops that go on to take a log of the result (see cephes_exp_t).
 // vlog: x > 0 (callers pass sums >= 1, or guard x == 0 with vsel); NaN in, NaN out.
+// vlog1p_unit: log(1 + x) for x in [0, 1] (the polynomial above on the host, float).
 #if defined(__CUDA_ARCH__)
 NS_HD float vexp(float x) { return __expf(x); }
 NS_HD float vexp_blend(float x) { return __expf(x); }
 NS_HD float vlog(float x) { return __logf(x); }
+NS_HD float vlog1p_unit(float x) { return __logf(1.0f + x); }
 #else
 NS_HD float vexp(float x) { return cephes_exp(x); }
 NS_HD float vexp_blend(float x) { return cephes_exp_blend(x); }
 NS_HD float vlog(float x) { return cephes_log(x); }
+NS_HD float vlog1p_unit(float x) { return log1p_unit_poly(x); }
 #endif
+NS_HD double vlog1p_unit(double x) { return log1p(x); }
 NS_HD double vexp(double x) { return exp(x); }
 NS_HD double vexp_blend(double x) { return exp(x); }
 NS_HD double vlog(double x) { return log(x); }
 
-// exp / log for kernels that want libm accuracy on the device (expf / logf, not the __expf
-// intrinsics) and the vectorisable polynomials above on the host.
+// exp / log for kernels that want libm accuracy on the device (expf / logf / log1pf, not the
+// __expf intrinsics) and the vectorisable polynomials above on the host.
 #if defined(__CUDA_ARCH__)
 NS_HD float ns_exp(float x) { return expf(x); }
 NS_HD float ns_exp_blend(float x) { return expf(x); }
 NS_HD float ns_log(float x) { return logf(x); }
+NS_HD float ns_log1p_unit(float x) { return log1pf(x); }
 #else
 NS_HD float ns_exp(float x) { return vexp(x); }
 NS_HD float ns_exp_blend(float x) { return cephes_exp_blend(x); }
 NS_HD float ns_log(float x) { return vlog(x); }
+NS_HD float ns_log1p_unit(float x) { return vlog1p_unit(x); }
 #endif
+NS_HD double ns_log1p_unit(double x) { return log1p(x); }
 NS_HD double ns_exp(double x) { return exp(x); }
 NS_HD double ns_exp_blend(double x) { return exp(x); }
 NS_HD double ns_log(double x) { return log(x); }

@@ -66,13 +66,18 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
     }
 }
 
-// d = b - a for the two-class paths, NaN when a score is +inf: torch's softmax gives NaN there
-// (exp(inf - inf)), and the closed forms below would give the limit instead. (a / 2 + b / 2 is
-// +inf only for a +inf score; -inf scores need nothing: they give 0 / 1, as torch.)
+// True where a or b is +inf: torch's softmax is NaN there (exp(inf - inf)), where the two-class
+// closed forms below would give a limit. (-inf scores need nothing: they give 0 / 1 as torch,
+// and NaN scores give NaN anyway.) The larger of the two, not a sum: +inf and -inf is NaN too.
+template <typename A>
+NS_HD bool has_pos_inf(A a, A b) {
+  return (a > b ? a : b) == ns_inf<A>();
+}
+
+// d = b - a for the two-class paths, NaN when a score is +inf (has_pos_inf).
 template <typename A>
 NS_HD A two_class_diff(A a, A b) {
-  const bool pos_inf = A(0.5) * a + A(0.5) * b == ns_inf<A>();
-  return vsel(pos_inf, std::numeric_limits<A>::quiet_NaN(), b - a);
+  return vsel(has_pos_inf(a, b), std::numeric_limits<A>::quiet_NaN(), b - a);
 }
 
 // Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
@@ -93,7 +98,7 @@ struct Softmax2 {
   // Cross-entropy -log p_y for y in {0, 1}: log(1 + e) + max(0, +-d), the log-sum-exp form.
   NS_HD A ce(int32_t y) const {
     const A t = vsel(y == 1, -d, d);
-    return vlog(A(1) + e) + vsel(t > A(0), t, A(0));
+    return vlog1p_unit(e) + vsel(t > A(0), t, A(0));
   }
 };
 
@@ -160,7 +165,9 @@ struct StripExp {
 // add_softmax); NaN for a +inf score, as torch.
 template <typename A>
 NS_HD A two_class_p1(A a, A b) {
-  return A(1) / (A(1) + vexp(-two_class_diff(a, b)));
+  // exp(a - b), not exp(-two_class_diff): the +inf test on the result, off the exp's path.
+  const A p = A(1) / (A(1) + vexp(a - b));
+  return vsel(has_pos_inf(a, b), std::numeric_limits<A>::quiet_NaN(), p);
 }
 
 // sums_c += softmax(x)_c for a strip (first: sums_c = softmax(x)_c, so that a stacked pass and a

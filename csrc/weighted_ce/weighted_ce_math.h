@@ -71,7 +71,7 @@ template <typename A>
 NS_HD A two_class_lse(A x0, A x1) {
   const A d = x0 - x1;
   const bool second = d < A(0);
-  return vsel(second, x1, x0) + ns_log(A(1) + ns_exp_blend(vsel(second, d, -d)));
+  return vsel(second, x1, x0) + ns_log1p_unit(ns_exp_blend(vsel(second, d, -d)));
 }
 
 // Two-class softmax in closed form, for the backward: with e = exp(-|x0 - x1|) (in (0, 1]),
@@ -209,7 +209,7 @@ struct Backward {
       // softmax's own exp. Not lse - x_t with x_t picked by the label: that pick kept the loop
       // scalar (d/dw backward 37 ms instead of 1.9 for 4 x 64^3 pixels, one thread).
       const A dt = (x1 - x0) * (A(1) - A(2) * A(t == 1));
-      const A ce = kGradW ? ns_log(A(1) + two.e) + vsel(dt > A(0), dt, A(0)) : A(0);
+      const A ce = kGradW ? ns_log1p_unit(two.e) + vsel(dt > A(0), dt, A(0)) : A(0);
       const A gw = weight_grad_and_scale(i, ce, valid);
       store(grad_x, base, grad_logit(gw, two.p0(), A(t == 0), valid));
       store(grad_x, base + S, grad_logit(gw, two.p1(), A(t == 1), valid));
