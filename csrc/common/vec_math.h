@@ -143,13 +143,13 @@ NS_HD double vexp(double x) { return exp(x); }
 NS_HD double vexp_blend(double x) { return exp(x); }
 NS_HD double vlog(double x) { return log(x); }
 
-// exp / log for kernels that want libm accuracy on the device (expf / logf / log1pf, not the
-// __expf intrinsics) and the vectorisable polynomials above on the host.
+// exp / log for kernels that want libm accuracy on the device (expf / logf, not the __expf
+// intrinsics) and the vectorisable polynomials above on the host.
 #if defined(__CUDA_ARCH__)
 NS_HD float ns_exp(float x) { return expf(x); }
 NS_HD float ns_exp_blend(float x) { return expf(x); }
 NS_HD float ns_log(float x) { return logf(x); }
-NS_HD float ns_log1p_unit(float x) { return log1pf(x); }
+NS_HD float ns_log1p_unit(float x) { return logf(1.0f + x); }  // the polynomial is for host loops
 #else
 NS_HD float ns_exp(float x) { return vexp(x); }
 NS_HD float ns_exp_blend(float x) { return cephes_exp_blend(x); }
