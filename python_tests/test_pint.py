@@ -90,6 +90,22 @@ def test_accumulator_non_contiguous_input(device):
         torch.testing.assert_close(a, b)
 
 
+def test_two_class_cross_entropy_is_accurate(device):
+    """Two classes: the trusted pixels' CE is log(1 + e) + max(0, s_other - s_y), e = exp(-|d|),
+    with log(1 + e) by a polynomial on the CPU (vec_math.h log1p_unit_poly). Checked against
+    softplus(s_other - s_y) in float64 over score gaps of +-40 (torch's own float64 CE,
+    log(1 + e) rounded, is off by up to 1e-3 relative at gaps near 30): a few ulp on the CPU; the
+    device takes __logf(1 + e), which loses e below float32's epsilon (hence atol there)."""
+    d = torch.linspace(-40, 40, 20001, device=device)
+    s = torch.stack([torch.zeros_like(d), d]).unsqueeze(0)  # (1, 2, L)
+    for y in (0, 1):
+        target = torch.full((1, d.numel()), y, device=device)
+        got = pint_loss(s, target, torch.full_like(s, 0.5), torch.zeros_like(d)[None], reduction="none").loss
+        truth = torch.nn.functional.softplus((s[:, 1 - y] - s[:, y]).double(), threshold=1e9)
+        atol = 0.0 if device.type == "cpu" else 1e-7
+        torch.testing.assert_close(got.double(), truth, rtol=1e-6, atol=atol)
+
+
 @pytest.mark.parametrize("C", [2, 3])
 def test_extreme_logits(device, C):
     """Scores far apart, infinite or NaN: uncertainty, loss and gradient as the reference."""
