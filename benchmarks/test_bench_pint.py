@@ -28,9 +28,9 @@ SHAPES = {
     "3d": (8, 2, 2, (112, 112, 80)),
 }
 ROUNDS = {("2d", "cpu"): 30, ("3d", "cpu"): 6, ("2d", "cuda"): 50, ("3d", "cuda"): 30}
-# Untimed rounds first: on the CPU the first few steps of any implementation run slower (fresh
-# allocations page-faulting, OpenMP threads starting; the fused 2D step: 3-7 ms for the first
-# three or four, then about 2), and with one warm-up round they made up several of the timed ones.
+# Untimed rounds first: on the CPU the first steps of a process run slower (the fused 2D step:
+# 3-7 ms for its first three to six, then about 2), and with one warm-up round they made up
+# several of the timed ones.
 WARMUP_ROUNDS = {"cpu": 5, "cuda": 1}
 KEEP_RATIO = 0.5
 WEIGHT = 0.1
