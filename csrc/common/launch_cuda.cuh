@@ -16,11 +16,10 @@ __device__ __forceinline__ A warp_sum(A v) {
   return v;
 }
 
-// Sums each of the block's K per-thread values and writes them to partials[part * K + k] (as
-// double); every thread of the block must call it.
+// Sums each of the block's K per-thread values (a warp tree, then warp 0 over the warps' sums: a
+// fixed order); thread 0 gets the block's sums in out. Every thread of the block must call it.
 template <int K, typename A>
-__device__ __forceinline__ void block_write_partials(const A* acc, double* partials, int64_t part) {
-  if (K == 0 || partials == nullptr) return;
+__device__ __forceinline__ void block_sum(const A* acc, A* out) {
   __shared__ A shared[K > 0 ? K : 1][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
 #pragma unroll
@@ -31,12 +30,18 @@ __device__ __forceinline__ void block_write_partials(const A* acc, double* parti
   __syncthreads();
   if (warp == 0) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      A v = lane < warps ? shared[k][lane] : A(0);
-      v = warp_sum(v);
-      if (lane == 0) partials[part * K + k] = double(v);
-    }
+    for (int k = 0; k < K; ++k) out[k] = warp_sum(lane < warps ? shared[k][lane] : A(0));
   }
+}
+
+// block_sum written to partials[part * K + k] (as double).
+template <int K, typename A>
+__device__ __forceinline__ void block_write_partials(const A* acc, double* partials, int64_t part) {
+  if (K == 0 || partials == nullptr) return;
+  A sums[K > 0 ? K : 1];
+  block_sum<K>(acc, sums);
+  if (threadIdx.x == 0)
+    for (int k = 0; k < K; ++k) partials[part * K + k] = double(sums[k]);
 }
 
 template <int K, typename A, typename Body>

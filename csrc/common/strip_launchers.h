@@ -236,19 +236,9 @@ __global__ void finish_rows_kernel(int64_t parts_per_row, const double* partials
   double acc[K] = {};
   for (int64_t p = row * parts_per_row + threadIdx.x; p < (row + 1) * parts_per_row; p += blockDim.x)
     for (int k = 0; k < K; ++k) acc[k] += partials[p * K + k];
-  __shared__ double shared[K][32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int k = 0; k < K; ++k) {
-    const double v = warp_sum(acc[k]);
-    if (lane == 0) shared[k][warp] = v;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double sums[K] = {};
-    for (int w = 0; w < int(blockDim.x >> 5); ++w)
-      for (int k = 0; k < K; ++k) sums[k] += shared[k][w];
-    body.finish(row, sums);
-  }
+  double sums[K];
+  block_sum<K>(acc, sums);
+  if (threadIdx.x == 0) body.finish(row, sums);
 }
 
 template <typename Body>
