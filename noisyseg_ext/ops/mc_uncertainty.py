@@ -61,14 +61,6 @@ def _image_outputs(n: int, s: int, acc: torch.dtype, device: torch.device, targe
     return image, partials, flag
 
 
-def _check_flag(flag: Optional[Tensor], c: int, ignore_index: int) -> None:
-    """Raises for a label the kernel recorded as out of range (reads the flag: synchronises on
-    CUDA; only done when a target was given)."""
-    bad = None if flag is None else _kernels.flagged_value(flag)
-    if bad is not None:
-        raise ValueError(f"mc_uncertainty: target holds {bad}, outside [0, {c}) and not ignore_index={ignore_index}")
-
-
 # ----------------------------------------------------------------------------------------------
 # stacked
 
@@ -88,7 +80,7 @@ def _stacked_impl(teacher_logits: Tensor, target: Optional[Tensor], ignore_index
     a.mean, a.u, a.image = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(image)
     a.partials, a.flag = _kernels.ptr(partials), _kernels.ptr(flag)
     _C.pint_mc_stacked(a, *_kernels.device_args(x))
-    _check_flag(flag, c, ignore_index)
+    _kernels.check_label_flag(flag, "mc_uncertainty", c, ignore_index)
     return mean, u, image
 
 
@@ -142,7 +134,7 @@ def _finalize_impl(sums: Tensor, count: int, target: Optional[Tensor], ignore_in
     a.mean, a.u, a.image = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(image)
     a.partials, a.flag = _kernels.ptr(partials), _kernels.ptr(flag)
     _C.pint_mc_finalize(a, *_kernels.device_args(sums))
-    _check_flag(flag, c, ignore_index)
+    _kernels.check_label_flag(flag, "mc_uncertainty", c, ignore_index)
     return mean, u, image
 
 

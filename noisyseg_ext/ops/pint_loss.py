@@ -98,9 +98,7 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
         a.loss = _kernels.ptr(loss)
     a.partials, a.flag, a.dloss = _kernels.ptr(partials), _kernels.ptr(flag), _kernels.ptr(dloss)
     _C.pint_loss_forward(a, *_kernels.device_args(x))
-    bad = _kernels.flagged_value(flag)
-    if bad is not None:
-        raise ValueError(f"pint_loss: target holds {bad}, outside [0, {x.shape[1]}) and not ignore_index={ignore_index}")
+    _kernels.check_label_flag(flag, "pint_loss", x.shape[1], ignore_index)
     return loss, gate, image_gate, stats, dloss
 
 
