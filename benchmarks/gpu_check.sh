@@ -11,7 +11,10 @@
 # files and their limits; GPU_CHECK_K [cuda] their -k expression ("cuda or monai" also times MONAI's
 # CPU path there, when a MONAI wheel travels in .whl/: carry it, it is installed first);
 # GPU_PROFILE_CASES [weighted_ce pint other] the profile's case groups (read by gpu_profile.py).
-# Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt.
+# Stage "probe" (not in the default) builds and runs benchmarks/cuda_probe_pint.cu (thread-mapping
+# variants of PINT's kernels beside the library's) before the package build, which it does not need:
+# GPU_CHECK_STAGES=probe alone skips the build.
+# Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt, probe.txt.
 # python -P: from the repo root, the source tree (no compiled _C) must not shadow the installed package;
 # python -m pip / pytest: the image's bare `pip` belongs to another interpreter.
 set -uo pipefail
@@ -29,6 +32,12 @@ benches="${GPU_CHECK_BENCHES:-weighted_ce:60 pint:70 metrics:40 morphology:30 el
 kexpr="${GPU_CHECK_K:-cuda}"
 if [ -d .whl ]; then  # wheels the GPU image lacks (MONAI), carried by the call
   python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+if [[ " $stages " == *" probe "* ]]; then
+  stage "probe"
+  nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -Icsrc benchmarks/cuda_probe_pint.cu -o /tmp/cuda_probe_pint \
+    && timeout -k 5 120 /tmp/cuda_probe_pint 2>&1 | tee "$out/probe.txt"
+  [[ "$stages" == "probe" ]] && { stage "done"; exit 0; }
 fi
 stage "build"
 NOISYSEG_CUDA_ARCHS=90 python -m pip install --no-build-isolation --no-deps . >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }

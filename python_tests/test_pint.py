@@ -54,6 +54,31 @@ def test_mc_uncertainty_matches_reference(device, dtype, spatial, normalize, C):
         assert float(got.pixel.max()) <= 1 + 1e-6
 
 
+# On CUDA a thread takes 4 (uncertainty) or 2 (loss) consecutive pixels of two-class inputs when
+# S allows, with the part split (about 2048 pixels a part) rounded to those groups: shapes whose
+# unrounded part boundaries fall inside a group (N * S = 6008 and 6004: two parts an image,
+# boundaries at 1502 and 1501), and one that does not divide (S = 3003: one pixel a thread).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("spatial", [(4, 751), (2, 1501), (3, 1001)])
+def test_two_class_kernels_over_several_parts(device, dtype, spatial):
+    T, N, C = 3, 2, 2
+    x = (torch.randn(T, N, C, *spatial, device=device) * 3).to(dtype)
+    target = make_target(N, spatial, C, device)
+    got = mc_uncertainty(x, target=target)
+    ref = reference.mc_uncertainty(x, target=target)
+    for g, r, name in zip(got, ref, ("mean_prob", "pixel", "image")):
+        torch.testing.assert_close(g, r, **tol(dtype), msg=name)
+    s = (torch.randn(N, C, *spatial, device=device) * 2).to(dtype).requires_grad_()
+    kw = dict(pixel_threshold=0.5, consistency_weight=0.7)
+    out = pint_loss(s, target, got.mean_prob, got.pixel, **kw)
+    ref_loss, ref_gate, _ = reference.pint_loss(s, target, got.mean_prob, got.pixel, **kw)
+    torch.testing.assert_close(out.loss, ref_loss, **loss_tol(dtype))
+    assert torch.equal(out.gate, ref_gate)
+    g1, = torch.autograd.grad(out.loss, s)
+    g2, = torch.autograd.grad(ref_loss, s)
+    torch.testing.assert_close(g1, g2, **loss_tol(dtype))
+
+
 def test_mc_uncertainty_without_target_is_plain_mean(device):
     x = torch.randn(4, 2, 3, 8, 8, device=device)
     got = mc_uncertainty(x)
@@ -61,9 +86,10 @@ def test_mc_uncertainty_without_target_is_plain_mean(device):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("spatial", SPATIAL)
-def test_accumulator_equals_stacked_bitwise(device, dtype, spatial):
-    T, N, C = 6, 2, 3
+@pytest.mark.parametrize("spatial", SPATIAL + [(4, 751)])
+@pytest.mark.parametrize("C", [2, 3])  # two classes: CUDA groups of pixels a thread where S allows
+def test_accumulator_equals_stacked_bitwise(device, dtype, spatial, C):
+    T, N = 6, 2
     x = (torch.randn(T, N, C, *spatial, device=device) * 4).to(dtype)
     target = make_target(N, spatial, C, device)
     acc = UncertaintyAccumulator(normalize=True)

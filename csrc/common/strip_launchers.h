@@ -5,7 +5,8 @@
 // on CUDA a thread runs all passes of its element in order; the per-element order is the same.
 // covering elements i .. i+len-1 (= columns col .. col+len-1 of `row`, len <= W, never crossing a
 // row). The CPU calls it with W = kCpuStrip so that the body's inner `for (j < len)` loops
-// vectorise; CUDA calls it with W = 1 (one element per thread), so the same math serves both.
+// vectorise; CUDA calls it with W = 1 (one element per thread) or a small W (a body's kCudaVec,
+// below), so the same math serves both.
 // Partial sums and the part split are those of launchers.h (parts fixed by the problem size).
 #pragma once
 
@@ -170,36 +171,47 @@ struct CpuStripLauncher {
 #endif  // !defined(__CUDACC__)
 
 #if defined(__CUDACC__)
-// One thread per element: body.element(passes, row, col, i, acc) runs every pass of that element
-// (multi-pass bodies define it; OnePassDevice adapts a one-pass body). The index arithmetic is
-// 32-bit when the problem fits (a 64-bit division a pixel is a few dozen instructions).
-template <typename I, int K, typename A, typename Body>
+// Elements a CUDA thread takes, consecutive: a body may declare `static constexpr int kCudaVec`
+// (V) and `bool cuda_vec_ok() const`; when that holds and V divides the row length, the launcher
+// calls body.element<V>(passes, row, col, i, acc) on groups of V elements of one row (part
+// boundaries rounded down to multiples of V), else element<1> on one element a thread. V
+// independent pixels a thread put V times the loads in flight: PINT's two-class uncertainty
+// kernel 104 -> 69 us, its loss forward 47 -> 38 us with V = 2 (H100, 3D shape, probe
+// benchmarks/cuda_probe_pint.cu); store-heavy bodies ran slower (the backward 20 -> 29 us).
+template <typename Body, typename = void>
+struct CudaVec { static constexpr int value = 1; };
+template <typename Body>
+struct CudaVec<Body, std::void_t<decltype(Body::kCudaVec)>> { static constexpr int value = Body::kCudaVec; };
+
+// The index arithmetic is 32-bit when the problem fits (a 64-bit division a pixel is a few dozen
+// instructions).
+template <int V, typename I, int K, typename A, typename Body>
 __device__ __forceinline__ void strips_part(int64_t n, int64_t cols, int64_t parts, int64_t passes,
                                             const Body& body, A* acc) {
   const int64_t part = blockIdx.x;
-  const I begin = I(n * part / parts), end = I(n * (part + 1) / parts), c = I(cols);
-  for (I i = begin + I(threadIdx.x); i < end; i += I(blockDim.x)) {
+  const I begin = I(n * part / parts / V * V), end = I(n * (part + 1) / parts / V * V), c = I(cols);
+  for (I i = begin + I(threadIdx.x) * V; i < end; i += I(blockDim.x) * V) {
     const I row = i / c;
-    body.element(passes, int64_t(row), int64_t(i - row * c), int64_t(i), acc);
+    body.template element<V>(passes, int64_t(row), int64_t(i - row * c), int64_t(i), acc);
   }
 }
 
-template <int K, typename A, typename Body>
+template <int V, int K, typename A, typename Body>
 __device__ __forceinline__ void strips_block(int64_t rows, int64_t cols, int64_t parts, double* partials,
                                              int64_t passes, const Body& body) {
   const int64_t n = rows * cols;
   A acc[K > 0 ? K : 1] = {};
-  if (n <= int64_t(UINT32_MAX) - 2 * kThreads)
-    strips_part<uint32_t, K>(n, cols, parts, passes, body, acc);
+  if (n <= int64_t(UINT32_MAX) - 2 * kThreads * V)
+    strips_part<V, uint32_t, K>(n, cols, parts, passes, body, acc);
   else
-    strips_part<int64_t, K>(n, cols, parts, passes, body, acc);
+    strips_part<V, int64_t, K>(n, cols, parts, passes, body, acc);
   block_write_partials<K>(acc, partials, blockIdx.x);
 }
 
-template <int K, typename A, typename Body>
+template <int V, int K, typename A, typename Body>
 __global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                               Body body) {
-  strips_block<K, A>(rows, cols, parts, partials, passes, body);
+  strips_block<V, K, A>(rows, cols, parts, partials, passes, body);
 }
 
 // For a body that declares `static constexpr int kMinBlocks`: at least that many blocks of
@@ -213,19 +225,21 @@ struct MinBlocks { static constexpr int value = 0; };
 template <typename Body>
 struct MinBlocks<Body, std::void_t<decltype(Body::kMinBlocks)>> { static constexpr int value = Body::kMinBlocks; };
 
-template <int K, typename A, typename Body>
+template <int V, int K, typename A, typename Body>
 __global__ __launch_bounds__(kThreads, MinBlocks<Body>::value) void strips_kernel_capped(
     int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes, Body body) {
-  strips_block<K, A>(rows, cols, parts, partials, passes, body);
+  strips_block<V, K, A>(rows, cols, parts, partials, passes, body);
 }
 
 // The device twin of OnePass (held by value: kernel arguments are copied to the device).
 template <typename Body>
 struct OnePassDevice {
+  static constexpr int kCudaVec = CudaVec<Body>::value;
   Body body;
-  template <typename A>
+  __host__ bool cuda_vec_ok() const { return body.cuda_vec_ok(); }
+  template <int V, typename A>
   __device__ __forceinline__ void element(int64_t, int64_t row, int64_t col, int64_t i, A* acc) const {
-    body.template strip<1>(row, col, i, 1, acc);
+    body.template strip<V>(row, col, i, V, acc);
   }
 };
 
@@ -265,18 +279,27 @@ struct CudaStripLauncher {
     each_index_kernel<Body><<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(n, body);
     cuda_check_launch(what);
   }
+  template <int V, int K, typename A, typename Body>
+  void launch_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
+                     const Body& body) const {
+    if constexpr (MinBlocks<Body>::value > 0)
+      strips_kernel_capped<V, K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts,
+                                                                                              partials, passes, body);
+    else
+      strips_kernel<V, K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials,
+                                                                                       passes, body);
+    cuda_check_launch(what);
+  }
   template <int K, typename A, typename Body>
   void pass_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                    const Body& body) const {
     if (rows * cols == 0 && partials == nullptr) return;
     if (parts < 1) parts = 1;
-    if constexpr (MinBlocks<Body>::value > 0)
-      strips_kernel_capped<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts,
-                                                                                           partials, passes, body);
-    else
-      strips_kernel<K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials,
-                                                                                    passes, body);
-    cuda_check_launch(what);
+    constexpr int V = CudaVec<Body>::value;
+    if constexpr (V > 1) {
+      if (cols % V == 0 && body.cuda_vec_ok()) return launch_strips<V, K, A>(rows, cols, parts, partials, passes, body);
+    }
+    launch_strips<1, K, A>(rows, cols, parts, partials, passes, body);
   }
   template <int K, typename A, typename Body>
   void strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {

@@ -264,6 +264,10 @@ NS_HD void add_image_sums(const A* u, const int32_t* valid, int len, A* acc) {
 // ---------------------------------------------------------------------------------------------
 // bodies
 
+// Pixels a CUDA thread takes in the two-class uncertainty kernels (stacked and streaming result:
+// one value, so that both sum the image uncertainty in one order).
+constexpr int kUncertaintyVec = 4;
+
 // Stacked uncertainty, a multi-pass body: passes 0..T-1 add softmax(x_t) into mean (N, C, S)
 // (the running sums), pass T turns them into the mean, u (N, S) and
 // acc = [sum of u over valid pixels, number of valid pixels] (parts aligned with images).
@@ -288,24 +292,40 @@ struct McStacked {
     add_image_sums<W>(u + i, valid, len, acc);
   }
 
-  // Every pass of one pixel (the CUDA launcher's form, one thread a pixel). Two classes keep the
-  // running sum in a register: the T loads of a thread are independent (no store to `mean`
+  // CUDA: V consecutive pixels a thread for two classes (strip_launchers.h CudaVec; V = 1 for
+  // double, whose registers the cap above already spills). McFinalize takes the same V, so that
+  // both forms sum the image uncertainty in one order (add_image_sums<V>): the same bits.
+  static constexpr int kCudaVec = sizeof(T) <= 4 ? kUncertaintyVec : 1;
+  bool cuda_vec_ok() const { return C == 2; }
+
+  // Every pass of V pixels (the CUDA launcher's form, one thread a group). Two classes keep the
+  // running sums in registers: the T * V loads of a thread are independent (no store to `mean`
   // between them that the compiler must assume aliases x), so they are all in flight at once;
-  // the adds are those of strip (0 + p_0 + p_1 + ...): the same bits. Other C: pass by pass.
+  // the adds are those of strip (0 + p_0 + p_1 + ...): the same bits. Other C: pixel by pixel,
+  // pass by pass (V = 1 there: cuda_vec_ok).
+  template <int V>
   NS_HD void element(int64_t passes, int64_t n, int64_t s, int64_t i, A* acc) const {
     if (C != 2) {
-      for (int64_t pass = 0; pass < passes; ++pass) strip<1>(pass, n, s, i, 1, acc);
+      for (int v = 0; v < V; ++v)
+        for (int64_t pass = 0; pass < passes; ++pass) strip<1>(pass, n, s + v, i + v, 1, acc);
       return;
     }
     const int64_t off = n * C * S + s, stride = N * C * S;
     const T* xp = x + off;
-    A s1 = A(0);
+    A s1[V], m0[V], m1[V], uu[V];
+    for (int v = 0; v < V; ++v) s1[v] = A(0);
     NS_UNROLL(8)
-    for (int64_t t = 0; t < T_; ++t) s1 += two_class_p1(load_ro<A>(xp, t * stride), load_ro<A>(xp, t * stride + S));
-    two_class_mean_entropy(s1, A(1) / A(T_), scale, mean + off, mean + off + S, u + i);
-    int32_t y[1], valid[1];
-    strip_labels<1>(target, i, 1, C, ignore_index, flag, y, valid);
-    add_image_sums<1>(u + i, valid, 1, acc);
+    for (int64_t t = 0; t < T_; ++t, xp += stride)
+      for (int v = 0; v < V; ++v) s1[v] += two_class_p1(load_ro<A>(xp, v), load_ro<A>(xp, S + v));
+    for (int v = 0; v < V; ++v) {
+      two_class_mean_entropy(s1[v], A(1) / A(T_), scale, m0 + v, m1 + v, uu + v);
+      mean[off + v] = m0[v];
+      mean[off + S + v] = m1[v];
+      u[i + v] = uu[v];
+    }
+    int32_t y[V], valid[V];
+    strip_labels<V>(target, i, V, C, ignore_index, flag, y, valid);
+    add_image_sums<V>(uu, valid, V, acc);
   }
 };
 
@@ -322,9 +342,11 @@ struct McAccumulate {
   }
 };
 
-// Streaming result: mean = sums / count, u, image sums as McStacked.
+// Streaming result: mean = sums / count, u, image sums as McStacked (and its CUDA grouping).
 template <typename A, typename L>
 struct McFinalize {
+  static constexpr int kCudaVec = sizeof(A) <= 4 ? kUncertaintyVec : 1;
+  bool cuda_vec_ok() const { return C == 2; }
   const A* sums; const L* target; A* mean; A* u; int64_t* flag;
   int64_t C, S, ignore_index; A count, scale;
 
@@ -347,6 +369,9 @@ struct McFinalize {
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
+  // CUDA: two pixels a thread for two classes (strip_launchers.h CudaVec; four spilled registers).
+  static constexpr int kCudaVec = sizeof(T) <= 4 ? 2 : 1;
+  bool cuda_vec_ok() const { return C == 2; }
   const T* x; const L* target; const A* mu; const A* u; const uint8_t* image_gate;
   uint8_t* gate; T* loss_map; A* dloss; int64_t* flag;
   int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;

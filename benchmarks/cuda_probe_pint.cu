@@ -1,0 +1,256 @@
+// Probe (GPU only, not part of the package): how PINT's two memory-bound kernels should map
+// pixels to threads on a GPU. Times, on the issue's 3D shape (T=8, N=2, C=2, 112x112x80, float32,
+// int64 labels), the library's kernels (through the same launchers the package uses) beside
+// variants that give each thread V consecutive pixels (16-byte loads for V = 4), and a plain
+// read-only and copy kernel for the ceilings. Checks that every variant writes the library's
+// mean / u bits. Built and run by gpu_check.sh's "probe" stage:
+//   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -Icsrc benchmarks/cuda_probe_pint.cu -o probe
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "pint/pint_launch.h"
+
+using namespace noisyseg;
+
+namespace {
+
+constexpr int kT = 8, kN = 2, kC = 2, kS = 112 * 112 * 80;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::printf("CUDA error %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// V consecutive floats from p (16-byte aligned for V = 4, 8 for V = 2) through the read-only path.
+template <int V, bool Vec>
+__device__ __forceinline__ void ld(const float* p, float* out) {
+  if constexpr (Vec && V == 4) {
+    const float4 v = __ldg(reinterpret_cast<const float4*>(p));
+    out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+  } else if constexpr (Vec && V == 2) {
+    const float2 v = __ldg(reinterpret_cast<const float2*>(p));
+    out[0] = v.x; out[1] = v.y;
+  } else {
+#pragma unroll
+    for (int v = 0; v < V; ++v) out[v] = __ldg(p + v);
+  }
+}
+template <int V, bool Vec>
+__device__ __forceinline__ void st(float* p, const float* in) {
+  if constexpr (Vec && V == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(in[0], in[1], in[2], in[3]);
+  } else if constexpr (Vec && V == 2) {
+    *reinterpret_cast<float2*>(p) = make_float2(in[0], in[1]);
+  } else {
+#pragma unroll
+    for (int v = 0; v < V; ++v) p[v] = in[v];
+  }
+}
+
+// The two-class stacked uncertainty, V consecutive pixels a thread (S % V == 0), the library's
+// per-pixel math (pint_math.h McStacked::element) and part split rounded to multiples of V.
+template <int V, bool Vec, int MinB, int Unroll>
+__global__ __launch_bounds__(kThreads, MinB) void unc_kernel(const float* x, const int64_t* target, float* mean,
+                                                             float* u, int64_t* flag, double* partials,
+                                                             int parts, int T, int N, int S, float scale) {
+  const int n = N * S, part = blockIdx.x, stride = N * 2 * S;
+  const int begin = int(int64_t(n) * part / parts) / V * V, end = int(int64_t(n) * (part + 1) / parts) / V * V;
+  float acc[2] = {0.f, 0.f};
+  for (int i = begin + int(threadIdx.x) * V; i < end; i += kThreads * V) {
+    const int img = i / S, s = i - img * S, off = img * 2 * S + s;
+    float s1[V];
+#pragma unroll
+    for (int v = 0; v < V; ++v) s1[v] = 0.f;
+#pragma unroll Unroll
+    for (int t = 0; t < T; ++t) {
+      float a[V], b[V];
+      ld<V, Vec>(x + t * stride + off, a);
+      ld<V, Vec>(x + t * stride + off + S, b);
+#pragma unroll
+      for (int v = 0; v < V; ++v) s1[v] += pint::two_class_p1(a[v], b[v]);
+    }
+    float m0[V], m1[V], uu[V];
+#pragma unroll
+    for (int v = 0; v < V; ++v) pint::two_class_mean_entropy(s1[v], 1.f / float(T), scale, m0 + v, m1 + v, uu + v);
+    st<V, Vec>(mean + off, m0);
+    st<V, Vec>(mean + off + S, m1);
+    st<V, Vec>(u + i, uu);
+    int32_t y[V], valid[V];
+    pint::strip_labels<V>(target, i, V, 2, -100, flag, y, valid);
+    pint::add_image_sums<V>(uu, valid, V, acc);
+  }
+  block_write_partials<2>(acc, partials, part);
+}
+
+// Any one-pass strip body with V consecutive pixels a thread (its strip<V>, as the CPU calls it).
+template <int V, int K, typename Body>
+__global__ __launch_bounds__(kThreads) void strip_v_kernel(int64_t cols, int parts, int n, double* partials, Body body) {
+  const int part = blockIdx.x;
+  const int begin = int(int64_t(n) * part / parts) / V * V, end = int(int64_t(n) * (part + 1) / parts) / V * V;
+  float acc[K > 0 ? K : 1] = {};
+  for (int i = begin + int(threadIdx.x) * V; i < end; i += kThreads * V) {
+    const int row = i / int(cols);
+    body.template strip<V>(row, i - row * int(cols), i, V, acc);
+  }
+  block_write_partials<K>(acc, partials, part);
+}
+
+__global__ void fill_kernel(float* x, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 15; h *= 2246822519u; h ^= h >> 13; h *= 3266489917u; h ^= h >> 16;
+    x[i] = (float(h & 0xffffff) / float(0x1000000) - 0.5f) * 8.f;
+  }
+}
+__global__ void labels_kernel(int64_t* y, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const uint32_t h = uint32_t(i) * 2654435761u;
+    y[i] = (h >> 28) == 0 ? -100 : int64_t((h >> 20) & 1u);
+  }
+}
+// Four independent 16-byte loads a thread an iteration (n4 a multiple of 4 * the grid's threads
+// is not needed: the tail is guarded).
+__global__ void read_kernel(const float4* x, int64_t n4, float* out) {
+  float s = 0.f;
+  const int64_t step = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += 4 * step) {
+    float4 v[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = i + k * step < n4 ? __ldg(x + i + k * step) : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) s += v[k].x + v[k].y + v[k].z + v[k].w;
+  }
+  if (s == 12345.f) out[0] = s;  // keeps the loads
+}
+__global__ void copy_kernel(const float4* x, float4* y, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = __ldg(x + i);
+}
+
+struct Timer {
+  void* flush = nullptr;
+  size_t flush_bytes = size_t(256) << 20;
+  cudaEvent_t e0, e1;
+  Timer() {
+    check(cudaMalloc(&flush, flush_bytes), "malloc flush");
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+  }
+  // Median microseconds of `reps` runs of f, the L2 overwritten before each.
+  template <typename F>
+  double median_us(F&& f, int reps = 25) {
+    std::vector<double> t;
+    f();
+    check(cudaDeviceSynchronize(), "warm-up");
+    for (int r = 0; r < reps; ++r) {
+      cudaMemsetAsync(flush, r & 0xff, flush_bytes);
+      cudaEventRecord(e0);
+      f();
+      cudaEventRecord(e1);
+      check(cudaEventSynchronize(e1), "timed run");
+      float ms = 0.f;
+      cudaEventElapsedTime(&ms, e0, e1);
+      t.push_back(ms * 1e3);
+    }
+    check(cudaGetLastError(), "launch");
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  }
+};
+
+template <typename Tv>
+Tv* dalloc(size_t n) {
+  Tv* p = nullptr;
+  check(cudaMalloc(&p, n * sizeof(Tv)), "malloc");
+  return p;
+}
+
+size_t mismatches(const float* a, const float* b, size_t n) {
+  std::vector<float> ha(n), hb(n);
+  cudaMemcpy(ha.data(), a, n * 4, cudaMemcpyDeviceToHost);
+  cudaMemcpy(hb.data(), b, n * 4, cudaMemcpyDeviceToHost);
+  size_t bad = 0;
+  for (size_t k = 0; k < n; ++k) bad += std::memcmp(&ha[k], &hb[k], 4) != 0;
+  return bad;
+}
+
+}  // namespace
+
+int main() {
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  const int64_t npix = int64_t(kN) * kS, nx = int64_t(kT) * kN * kC * kS;
+  const int parts = int(kN * std::max<int64_t>(1, (std::min<int64_t>(2048, (npix + 2047) / 2048) + kN - 1) / kN));
+  float* x = dalloc<float>(nx);
+  float* student = dalloc<float>(kN * kC * kS);
+  int64_t* target = dalloc<int64_t>(npix);
+  float *mean0 = dalloc<float>(kN * kC * kS), *u0 = dalloc<float>(npix), *mean1 = dalloc<float>(kN * kC * kS),
+        *u1 = dalloc<float>(npix), *scratch = dalloc<float>(nx), *dloss = dalloc<float>(kN * kC * kS);
+  uint8_t* gate = dalloc<uint8_t>(npix);
+  double* partials = dalloc<double>(3 * parts);
+  int64_t* flag = dalloc<int64_t>(2);
+  fill_kernel<<<1024, 256>>>(x, nx, 1u);
+  fill_kernel<<<1024, 256>>>(student, kN * kC * kS, 7u);
+  labels_kernel<<<1024, 256>>>(target, npix);
+  check(cudaDeviceSynchronize(), "inputs");
+  Timer timer;
+  const double unc_mb = (nx * 4 + npix * 8 + kN * kC * kS * 4 + npix * 4) / 1e6;
+  const double loss_mb = (kN * kC * kS * 4 * 3 + npix * (8 + 4 + 1)) / 1e6;
+  std::printf("uncertainty bytes %.1f MB, loss forward bytes %.1f MB, parts %d\n", unc_mb, loss_mb, parts);
+
+  std::printf("%-44s %9s %9s %s\n", "kernel", "us", "GB/s", "check");
+  auto row = [&](const char* name, double us, double mb, const char* note) {
+    std::printf("%-44s %9.1f %9.0f %s\n", name, us, mb / us * 1e3, note);
+  };
+  const int64_t n4 = nx / 4;
+  row("read-only float4 (teacher, 128 MB)", timer.median_us([&] { read_kernel<<<prop.multiProcessorCount * 8, 256>>>(reinterpret_cast<const float4*>(x), n4, scratch); }), nx * 4 / 1e6, "");
+  row("copy float4 (teacher -> scratch, r+w)", timer.median_us([&] { copy_kernel<<<prop.multiProcessorCount * 8, 256>>>(reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(scratch), n4); }), 2 * nx * 4 / 1e6, "");
+
+  // Library uncertainty kernel (package's launch path, flag memset and image finish included).
+  PintArgs a;
+  a.dtype = kFloat32; a.label_dtype = kInt64;
+  a.x = uintptr_t(x); a.target = uintptr_t(target); a.flag = uintptr_t(flag); a.partials = uintptr_t(partials);
+  a.T = kT; a.N = kN; a.C = kC; a.S = kS; a.parts = parts; a.mean = uintptr_t(mean0); a.u = uintptr_t(u0);
+  a.image = uintptr_t(scratch);
+  const CudaStripLauncher launch{0, "probe"};
+  row("library mc_uncertainty (3 launches)", timer.median_us([&] { pint_mc_stacked(a, launch); }), unc_mb, "reference");
+  {
+    pint::McStacked<float, int64_t> body{x, target, mean0, u0, flag, kT, kN, kC, kS, -100, 1.f};
+    row("library uncertainty kernel, V=1", timer.median_us([&] { launch.launch_strips<1, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
+    row("library uncertainty kernel, V=4", timer.median_us([&] { launch.launch_strips<4, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
+  }
+  auto unc = [&](const char* name, auto kernel) {
+    check(cudaMemset(mean1, 0xff, kN * kC * kS * 4), "poison");
+    check(cudaMemset(u1, 0xff, npix * 4), "poison");
+    const double us = timer.median_us([&] { kernel<<<parts, kThreads>>>(x, target, mean1, u1, flag, partials, parts, kT, kN, kS, 1.f); });
+    char note[96];
+    std::snprintf(note, sizeof note, "mean %zu, u %zu bits differ", mismatches(mean0, mean1, kN * kC * kS), mismatches(u0, u1, npix));
+    row(name, us, unc_mb, note);
+  };
+  unc("V=1 scalar, cap 4 blocks, unroll 8", unc_kernel<1, false, 4, 8>);
+  unc("V=2 float2, no cap, unroll 8", unc_kernel<2, true, 1, 8>);
+  unc("V=4 float4, no cap, unroll 8", unc_kernel<4, true, 1, 8>);
+  unc("V=4 float4, cap 4, unroll 8", unc_kernel<4, true, 4, 8>);
+  unc("V=8 scalar loads, no cap, unroll 8", unc_kernel<8, false, 1, 8>);
+  unc("V=8 scalar loads, no cap, unroll 4", unc_kernel<8, false, 1, 4>);
+  unc("V=4 scalar loads, no cap, unroll 8", unc_kernel<4, false, 1, 8>);
+
+  // Loss forward: library strips kernel (V = 1) against strip<V> with V pixels a thread.
+  pint::LossForward<float, int64_t> lf{student, target, mean0, u0, nullptr, gate, nullptr, dloss, flag,
+                                       kC, kS, -100, 0.5f, 1.f, true};
+  const OnePassDevice<decltype(lf)> lf1{lf};
+  row("library loss forward kernel, V=1", timer.median_us([&] { launch.launch_strips<1, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
+  row("library loss forward kernel, V=2", timer.median_us([&] { launch.launch_strips<2, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
+  row("loss forward strip<2> (probe's kernel)", timer.median_us([&] { strip_v_kernel<2, 3><<<parts, kThreads>>>(kS, parts, int(npix), partials, lf); }), loss_mb, "");
+  pint::LossBackward<float, float> lb{dloss, student, nullptr, mean1, kC, kS, false, false};
+  const double back_mb = kN * kC * kS * 8 / 1e6;
+  row("library loss backward kernel (V=1)", timer.median_us([&] { launch.strips<0, float>(kN, kS, parts, nullptr, lb); }), back_mb, "");
+  row("loss backward strip<4>", timer.median_us([&] { strip_v_kernel<4, 0><<<parts, kThreads>>>(kS, parts, int(npix), nullptr, lb); }), back_mb, "");
+  check(cudaDeviceSynchronize(), "end");
+  return 0;
+}
