@@ -221,8 +221,8 @@ int main() {
   row("library mc_uncertainty (3 launches)", timer.median_us([&] { pint_mc_stacked(a, launch); }), unc_mb, "reference");
   {
     pint::McStacked<float, int64_t> body{x, target, mean0, u0, flag, kT, kN, kC, kS, -100, 1.f};
-    row("library uncertainty kernel, V=1", timer.median_us([&] { launch.launch_strips<1, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
-    row("library uncertainty kernel, V=4", timer.median_us([&] { launch.launch_strips<4, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
+    row("library uncertainty kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
+    row("library uncertainty kernel, V=4", timer.median_us([&] { launch.launch_strips<4, uint32_t, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
   }
   auto unc = [&](const char* name, auto kernel) {
     check(cudaMemset(mean1, 0xff, kN * kC * kS * 4), "poison");
@@ -244,8 +244,8 @@ int main() {
   pint::LossForward<float, int64_t> lf{student, target, mean0, u0, nullptr, gate, nullptr, dloss, flag,
                                        kC, kS, -100, 0.5f, 1.f, true};
   const OnePassDevice<decltype(lf)> lf1{lf};
-  row("library loss forward kernel, V=1", timer.median_us([&] { launch.launch_strips<1, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
-  row("library loss forward kernel, V=2", timer.median_us([&] { launch.launch_strips<2, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
+  row("library loss forward kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
+  row("library loss forward kernel, V=2", timer.median_us([&] { launch.launch_strips<2, uint32_t, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
   row("loss forward strip<2> (probe's kernel)", timer.median_us([&] { strip_v_kernel<2, 3><<<parts, kThreads>>>(kS, parts, int(npix), partials, lf); }), loss_mb, "");
   pint::LossBackward<float, float> lb{dloss, student, nullptr, mean1, kC, kS, false, false};
   const double back_mb = kN * kC * kS * 8 / 1e6;

@@ -183,35 +183,26 @@ struct CudaVec { static constexpr int value = 1; };
 template <typename Body>
 struct CudaVec<Body, std::void_t<decltype(Body::kCudaVec)>> { static constexpr int value = Body::kCudaVec; };
 
-// The index arithmetic is 32-bit when the problem fits (a 64-bit division a pixel is a few dozen
-// instructions).
+// Index type I: 32-bit when the problem fits (a 64-bit division a pixel is a few dozen
+// instructions), picked on the host: with both paths in one kernel, the 64-bit one set the
+// register count of both (PINT's loss forward 60 -> 80 registers, 38.7 -> 43.4 us, H100).
 template <int V, typename I, int K, typename A, typename Body>
-__device__ __forceinline__ void strips_part(int64_t n, int64_t cols, int64_t parts, int64_t passes,
-                                            const Body& body, A* acc) {
-  const int64_t part = blockIdx.x;
+__device__ __forceinline__ void strips_block(int64_t rows, int64_t cols, int64_t parts, double* partials,
+                                             int64_t passes, const Body& body) {
+  const int64_t n = rows * cols, part = blockIdx.x;
+  A acc[K > 0 ? K : 1] = {};
   const I begin = I(n * part / parts / V * V), end = I(n * (part + 1) / parts / V * V), c = I(cols);
   for (I i = begin + I(threadIdx.x) * V; i < end; i += I(blockDim.x) * V) {
     const I row = i / c;
     body.template element<V>(passes, int64_t(row), int64_t(i - row * c), int64_t(i), acc);
   }
+  block_write_partials<K>(acc, partials, part);
 }
 
-template <int V, int K, typename A, typename Body>
-__device__ __forceinline__ void strips_block(int64_t rows, int64_t cols, int64_t parts, double* partials,
-                                             int64_t passes, const Body& body) {
-  const int64_t n = rows * cols;
-  A acc[K > 0 ? K : 1] = {};
-  if (n <= int64_t(UINT32_MAX) - 2 * kThreads * V)
-    strips_part<V, uint32_t, K>(n, cols, parts, passes, body, acc);
-  else
-    strips_part<V, int64_t, K>(n, cols, parts, passes, body, acc);
-  block_write_partials<K>(acc, partials, blockIdx.x);
-}
-
-template <int V, int K, typename A, typename Body>
+template <int V, typename I, int K, typename A, typename Body>
 __global__ void strips_kernel(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                               Body body) {
-  strips_block<V, K, A>(rows, cols, parts, partials, passes, body);
+  strips_block<V, I, K, A>(rows, cols, parts, partials, passes, body);
 }
 
 // For a body that declares `static constexpr int kMinBlocks`: at least that many blocks of
@@ -225,16 +216,17 @@ struct MinBlocks { static constexpr int value = 0; };
 template <typename Body>
 struct MinBlocks<Body, std::void_t<decltype(Body::kMinBlocks)>> { static constexpr int value = Body::kMinBlocks; };
 
-template <int V, int K, typename A, typename Body>
+template <int V, typename I, int K, typename A, typename Body>
 __global__ __launch_bounds__(kThreads, MinBlocks<Body>::value) void strips_kernel_capped(
     int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes, Body body) {
-  strips_block<V, K, A>(rows, cols, parts, partials, passes, body);
+  strips_block<V, I, K, A>(rows, cols, parts, partials, passes, body);
 }
 
 // The device twin of OnePass (held by value: kernel arguments are copied to the device).
 template <typename Body>
 struct OnePassDevice {
   static constexpr int kCudaVec = CudaVec<Body>::value;
+  static constexpr int kMinBlocks = MinBlocks<Body>::value;
   Body body;
   __host__ bool cuda_vec_ok() const { return body.cuda_vec_ok(); }
   template <int V, typename A>
@@ -279,27 +271,32 @@ struct CudaStripLauncher {
     each_index_kernel<Body><<<blocks_for(n), kThreads, 0, as_stream(stream)>>>(n, body);
     cuda_check_launch(what);
   }
-  template <int V, int K, typename A, typename Body>
+  template <int V, typename I, int K, typename A, typename Body>
   void launch_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                      const Body& body) const {
     if constexpr (MinBlocks<Body>::value > 0)
-      strips_kernel_capped<V, K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts,
-                                                                                              partials, passes, body);
+      strips_kernel_capped<V, I, K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(
+          rows, cols, parts, partials, passes, body);
     else
-      strips_kernel<V, K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts, partials,
-                                                                                       passes, body);
+      strips_kernel<V, I, K, A, Body><<<unsigned(parts), kThreads, 0, as_stream(stream)>>>(rows, cols, parts,
+                                                                                          partials, passes, body);
     cuda_check_launch(what);
   }
+  // Three kernels a body at most: groups of V (32-bit indices), one element a thread with 32-bit
+  // indices, and with 64-bit ones (over 4 G elements, where groups would not pay for the code).
   template <int K, typename A, typename Body>
   void pass_strips(int64_t rows, int64_t cols, int64_t parts, double* partials, int64_t passes,
                    const Body& body) const {
     if (rows * cols == 0 && partials == nullptr) return;
     if (parts < 1) parts = 1;
     constexpr int V = CudaVec<Body>::value;
+    if (rows * cols > int64_t(UINT32_MAX) - 2 * kThreads * V)
+      return launch_strips<1, int64_t, K, A>(rows, cols, parts, partials, passes, body);
     if constexpr (V > 1) {
-      if (cols % V == 0 && body.cuda_vec_ok()) return launch_strips<V, K, A>(rows, cols, parts, partials, passes, body);
+      if (cols % V == 0 && body.cuda_vec_ok())
+        return launch_strips<V, uint32_t, K, A>(rows, cols, parts, partials, passes, body);
     }
-    launch_strips<1, K, A>(rows, cols, parts, partials, passes, body);
+    launch_strips<1, uint32_t, K, A>(rows, cols, parts, partials, passes, body);
   }
   template <int K, typename A, typename Body>
   void strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {

@@ -275,7 +275,8 @@ constexpr int kUncertaintyVec = 4;
 template <typename T, typename L>
 struct McStacked {
   using A = acc_t<T>;
-  static constexpr int kMinBlocks = 4;  // CUDA register cap (strip_launchers.h MinBlocks)
+  // CUDA register cap (strip_launchers.h MinBlocks); none for double, which it made spill.
+  static constexpr int kMinBlocks = sizeof(T) <= 4 ? 4 : 0;
   const T* x; const L* target; A* mean; A* u; int64_t* flag;
   int64_t T_, N, C, S, ignore_index; A scale;
 
@@ -371,6 +372,8 @@ struct LossForward {
   using A = acc_t<T>;
   // CUDA: two pixels a thread for two classes (strip_launchers.h CudaVec; four spilled registers).
   static constexpr int kCudaVec = sizeof(T) <= 4 ? 2 : 1;
+  // 64 registers, four blocks a multiprocessor (68 without: three); none for double (spills).
+  static constexpr int kMinBlocks = sizeof(T) <= 4 ? 4 : 0;
   bool cuda_vec_ok() const { return C == 2; }
   const T* x; const L* target; const A* mu; const A* u; const uint8_t* image_gate;
   uint8_t* gate; T* loss_map; A* dloss; int64_t* flag;
