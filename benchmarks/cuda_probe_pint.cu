@@ -242,7 +242,7 @@ int main() {
 
   // Loss forward: library strips kernel (V = 1) against strip<V> with V pixels a thread.
   pint::LossForward<float, int64_t> lf{student, target, mean0, u0, nullptr, gate, nullptr, dloss, flag,
-                                       kC, kS, -100, 0.5f, 1.f, true};
+                                       kC, kS, -100, 0.5f, 1.f, true, 1.f};
   const OnePassDevice<decltype(lf)> lf1{lf};
   row("library loss forward kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
   row("library loss forward kernel, V=2", timer.median_us([&] { launch.launch_strips<2, uint32_t, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");

@@ -267,6 +267,24 @@ def test_pint_loss_matches_reference(device, dtype, spatial, gates, reduction, C
     torch.testing.assert_close(g1, g2, **loss_tol(dtype))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_backward_repeated_and_scaled(device, reduction):
+    """On the CPU the backward of an upstream gradient of 1 returns the forward's d loss / d s
+    itself (no pass): backward three times with retain_graph must accumulate three equal
+    gradients (no aliasing of the saved tensor with .grad), and a scaled loss scales it."""
+    s, target, mu, u = _inputs(device, torch.float32, (6, 7), C=2)
+    kw = dict(pixel_threshold=0.5, reduction=reduction)
+    ref_loss = reference.pint_loss(s, target, mu, u, **kw)[0]
+    expect, = torch.autograd.grad(ref_loss, s)
+    out = pint_loss(s, target, mu, u, **kw)
+    for k in (1, 2, 3):
+        out.loss.backward(retain_graph=True)
+        torch.testing.assert_close(s.grad, k * expect)
+    s.grad = None
+    (2.5 * pint_loss(s, target, mu, u, **kw).loss).backward()
+    torch.testing.assert_close(s.grad, 2.5 * expect)
+
+
 def test_pint_loss_mixes_both_terms(device):
     # the gates above must actually produce both trusted and untrusted valid pixels
     s, target, mu, u = _inputs(device, torch.float32, (16, 16))

@@ -145,6 +145,7 @@ void cpu_finish_rows(int64_t rows, int64_t parts_per_row, const double* partials
 }
 
 struct CpuStripLauncher {
+  static constexpr bool kHostMemory = true;  // partials and outputs readable by the caller
   // flag[0] = flag[1] = 0 before a pass that may record a bad value (common/host_device.h).
   void zero_flag(int64_t* flag) const {
     if (flag) flag[0] = flag[1] = 0;
@@ -254,6 +255,7 @@ __global__ void each_index_kernel(int64_t n, Body body) {
 }
 
 struct CudaStripLauncher {
+  static constexpr bool kHostMemory = false;
   uintptr_t stream;
   const char* what;
   void zero_flag(int64_t* flag) const {

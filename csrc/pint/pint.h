@@ -28,6 +28,9 @@ struct PintArgs {
   uintptr_t loss = 0, stats = 0;
   // d loss / d student scores (N, C, S) in the accumulation dtype, written by the forward; 0 = not wanted
   uintptr_t dloss = 0;
+  // forward, "mean", host memory only: count the valid pixels first and write dloss divided by
+  // that count (the gradient for an upstream 1, which the backward may then return as it is)
+  bool prescale = false;
   // backward: upstream gradient g (0-dim, or (N, S) when g_map) in the student's dtype (a.dtype)
   // and grad (N, C, S) = dloss * g (/ count for "mean"), also the student's dtype
   uintptr_t g = 0, grad = 0;

@@ -21,7 +21,7 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
       PINT_FIELD(weight) PINT_FIELD(has_pixel_threshold) PINT_FIELD(dloss) PINT_FIELD(image)
       PINT_FIELD(image_u) PINT_FIELD(image_mode) PINT_FIELD(image_threshold) PINT_FIELD(keep)
       PINT_FIELD(reduction) PINT_FIELD(loss) PINT_FIELD(stats) PINT_FIELD(g) PINT_FIELD(grad)
-      PINT_FIELD(g_map);
+      PINT_FIELD(g_map) PINT_FIELD(prescale);
 
   const auto release = py::call_guard<py::gil_scoped_release>();
 #define PINT_DEF(pyname, fn)                                                                   \

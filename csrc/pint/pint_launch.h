@@ -72,13 +72,24 @@ void pint_loss_forward(const PintArgs& a, const Launch& launch) {
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
     uint8_t* image_gate = as_ptr<uint8_t>(a.image_gate);
+    A grad_scale = A(1);
+    if constexpr (Launch::kHostMemory) {  // prescale: the sums are read here, on the host
+      if (a.prescale) {
+        double* partials = as_ptr<double>(a.partials);
+        launch.template strips<1, A>(a.N, a.S, a.parts, partials,
+                                     pint::CountValid<L>{as_ptr<const L>(a.target), a.C, a.ignore_index});
+        double count = 0;
+        for (int64_t p = 0; p < a.parts; ++p) count += partials[p];  // K = 1 a part here
+        grad_scale = A(1.0 / count);
+      }
+    }
     launch.each_index(a.N, pint::ImageGate<A>{as_ptr<const A>(a.image_u), image_gate, a.N, a.image_mode,
                                               A(a.image_threshold), a.keep});
     pint::LossForward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
                                  as_ptr<const A>(a.u), a.image_mode ? image_gate : nullptr,
                                  as_ptr<uint8_t>(a.gate), as_ptr<T>(a.loss_map), as_ptr<A>(a.dloss),
                                  as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index, A(a.pixel_threshold),
-                                 A(a.weight), a.has_pixel_threshold};
+                                 A(a.weight), a.has_pixel_threshold, grad_scale};
     launch.zero_flag(as_ptr<int64_t>(a.flag));
     launch.template strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
     launch.template finish_rows<3>(1, a.parts, as_ptr<const double>(a.partials),

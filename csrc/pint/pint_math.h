@@ -378,6 +378,7 @@ struct LossForward {
   const T* x; const L* target; const A* mu; const A* u; const uint8_t* image_gate;
   uint8_t* gate; T* loss_map; A* dloss; int64_t* flag;
   int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
+  A grad_scale;  // dloss times this: 1, or 1 / (number of valid pixels) for a prescaled "mean"
 
   template <int W>
   NS_HD void strip(int64_t n, int64_t s, int64_t i, int len, A* acc) const {
@@ -390,7 +391,7 @@ struct LossForward {
     uint8_t* gate_out = gate + i;
     T* map_out = loss_map ? loss_map + i : nullptr;
     A* grad_out = dloss ? dloss + off : nullptr;
-    const A w = weight, thr = pixel_threshold;
+    const A w = weight, thr = pixel_threshold, k = grad_scale;
     const bool has_thr = has_pixel_threshold;
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
     strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
@@ -412,8 +413,8 @@ struct LossForward {
           l[j] = loss2(j, sm, m0, m1);
           const A spd = sm.pa * (sm.pa - m0) + sm.pb * (sm.pb - m1);
           const bool trusted = g[j] != A(0), ok = valid[j] != 0;
-          grad_out[j] = vsel(ok, gated_grad(trusted, sm.pa, m0, spd, equal_bit(0, y[j]), w), A(0));
-          grad_out[S + j] = vsel(ok, gated_grad(trusted, sm.pb, m1, spd, equal_bit(1, y[j]), w), A(0));
+          grad_out[j] = vsel(ok, gated_grad(trusted, sm.pa, m0, spd, equal_bit(0, y[j]), w), A(0)) * k;
+          grad_out[S + j] = vsel(ok, gated_grad(trusted, sm.pb, m1, spd, equal_bit(1, y[j]), w), A(0)) * k;
         }
       } else {
         for (int j = 0; j < len; ++j)
@@ -448,7 +449,7 @@ struct LossForward {
         });
         se.each(xp, C, S, len, [&](int64_t c, int j, A v) {
           const A d = gated_grad(g[j] != A(0), v * r[j], mp[c * S + j], spd[j], equal_bit(int32_t(c), y[j]), w);
-          grad_out[c * S + j] = vsel(valid[j] != 0, d, A(0));
+          grad_out[c * S + j] = vsel(valid[j] != 0, d, A(0)) * k;
         });
       }
     }
@@ -463,6 +464,21 @@ struct LossForward {
     acc[0] += strip_sum<W>(l, len);
     acc[1] += strip_sum<W>(sn, len);
     acc[2] += strip_sum<W>(sg, len);
+  }
+};
+
+// Number of valid pixels (labels in [0, C), not ignore_index) in acc[0]: the count a prescaled
+// "mean" forward divides d loss / d s by (LossForward's pass records labels out of range).
+template <typename L>
+struct CountValid {
+  const L* target; int64_t C, ignore_index;
+  template <int W, typename A>
+  NS_HD void strip(int64_t, int64_t, int64_t i, int len, A* acc) const {
+    int32_t y[W], valid[W];
+    strip_labels<W>(target, i, len, C, ignore_index, nullptr, y, valid);
+    A sn[W];
+    for (int j = 0; j < len; ++j) sn[j] = A(valid[j]);
+    acc[0] += strip_sum<W>(sn, len);
   }
 };
 

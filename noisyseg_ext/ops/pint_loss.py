@@ -68,9 +68,11 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     gate (N, *spatial) bool; image gate (N,) bool; stats (3,) in the accumulation dtype =
     [number of non-ignored pixels, trusted fraction of them, fraction of images kept];
     dloss: d loss_pixel / d student_logits (N, C, *spatial) in the accumulation dtype if
-    want_grad, else an empty (0,) tensor). One kernel call: the image gate, one pass over the
-    pixels, then the reductions. Writing dloss in the forward costs one store per score; the
-    backward is then one multiply instead of a pass that recomputes the softmax."""
+    want_grad, else an empty (0,) tensor; for "mean" on the CPU divided by the number of
+    non-ignored pixels, counted first: :func:`_prescaled`). One kernel call: the image gate, one
+    pass over the pixels, then the reductions. Writing dloss in the forward costs one store per
+    score; the backward is then one multiply instead of a pass that recomputes the softmax, or,
+    for an upstream gradient of 1 on the CPU, nothing."""
     x, target = student_logits.contiguous(), target.contiguous()
     acc = _kernels.acc_dtype(x.dtype)
     n, dev = x.shape[0], x.device
@@ -97,9 +99,19 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     else:
         a.loss = _kernels.ptr(loss)
     a.partials, a.flag, a.dloss = _kernels.ptr(partials), _kernels.ptr(flag), _kernels.ptr(dloss)
+    a.prescale = want_grad and _prescaled(dev, reduction)
     _C.pint_loss_forward(a, *_kernels.device_args(x))
     _kernels.check_label_flag(flag, "pint_loss", x.shape[1], ignore_index)
     return loss, gate, image_gate, stats, dloss
+
+
+def _prescaled(device: torch.device, reduction: str) -> bool:
+    """Whether the forward's dloss already holds the 1 / (number of non-ignored pixels) of
+    "mean": on the CPU, where counting the labels first costs less than the backward pass it
+    saves (with an upstream gradient of 1, :func:`_fwd_backward` returns dloss itself). Not on
+    CUDA: there the count would take a kernel, and the backward's pass stays anyway (checking
+    the upstream gradient for 1 would synchronise)."""
+    return device.type == "cpu" and reduction == "mean"
 
 
 _fwd = torch.library.custom_op("noisyseg::pint_loss_fwd", _fwd_impl, mutates_args=())
@@ -136,6 +148,12 @@ def _fwd_backward(ctx, g_loss, g_gate, g_image_gate, g_stats, g_dloss):
     reduction = ctx.scalars[-1]
     args = (g_loss, dloss, stats, student_logits, reduction)
     if not torch.is_grad_enabled() and _direct.enabled_for(*args[:4]):
+        if (reduction == "sum" or _prescaled(dloss.device, reduction)) and dloss.dtype == student_logits.dtype \
+                and dloss.device.type == "cpu" and g_loss.dim() == 0 and float(g_loss) == 1.0:
+            # dloss is the gradient itself (the usual loss.backward()): no pass. Autograd may hand
+            # this saved tensor on as it is; should a hook change it in place, running this
+            # backward again (retain_graph) fails the saved tensor's version check.
+            return (dloss,) + (None,) * 11
         grad = _bwd_impl(*args)  # the usual first-order backward: no second op dispatch
     else:  # tracing, or create_graph=True: through the op, which has no autograd formula
         grad = torch.ops.noisyseg.pint_loss_bwd(*args)
@@ -151,8 +169,8 @@ _fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
 def _bwd_impl(g: Tensor, dloss: Tensor, stats: Tensor, student_logits: Tensor, reduction: str) -> Tensor:
     """g: upstream gradient of the loss ((N, *spatial) for reduction "none", else 0-dim);
     dloss: (N, C, *spatial) and stats (3,) from the forward. Returns d/d student_logits =
-    dloss · g (broadcast over C; divided by the number of non-ignored pixels for "mean") in
-    student_logits' dtype. student_logits is not read: it is an input so that autograd knows the
+    dloss · g (broadcast over C; divided by the number of non-ignored pixels for "mean" unless
+    the forward did, :func:`_prescaled`) in student_logits' dtype. student_logits is not read: it is an input so that autograd knows the
     result depends on it, and, this op having no autograd formula, a double backward fails loudly
     ("no autograd formula") instead of silently dropping the terms that flow through the softmax."""
     dtype = student_logits.dtype
@@ -164,7 +182,9 @@ def _bwd_impl(g: Tensor, dloss: Tensor, stats: Tensor, student_logits: Tensor, r
     a.S = dloss[0, 0].numel() if dloss.numel() else 0
     a.parts = _kernels.num_parts(a.N * a.S)
     a.dloss, a.g, a.stats, a.grad = _kernels.ptr(dloss), _kernels.ptr(g), _kernels.ptr(stats), _kernels.ptr(grad)
-    a.g_map, a.reduction = g.dim() > 0, REDUCTIONS.index(reduction)
+    a.g_map = g.dim() > 0
+    # "mean": divided by the count here, unless the forward did (then a plain product, as "sum")
+    a.reduction = REDUCTIONS.index("sum" if _prescaled(dloss.device, reduction) else reduction)
     _C.pint_loss_backward(a, *_kernels.device_args(dloss))
     return grad
 
