@@ -32,7 +32,8 @@ struct PintArgs {
   // that count (the gradient for an upstream 1, which the backward may then return as it is)
   bool prescale = false;
   // backward: upstream gradient g (0-dim, or (N, S) when g_map) in the student's dtype (a.dtype)
-  // and grad (N, C, S) = dloss * g (/ count for "mean"), also the student's dtype
+  // and grad (N, C, S) = dloss * g (/ count for "mean"; Python passes "sum" for a prescaled
+  // dloss), also the student's dtype
   uintptr_t g = 0, grad = 0;
   bool g_map = false;
 };

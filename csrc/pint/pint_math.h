@@ -5,8 +5,8 @@
 // (n, s) sit at x[n*C*S + c*S + s]; `row` = n, `col` = s, `i` = n*S + s indexes every (N, S) map.
 // Teacher logits (T, N, C, S): pass t starts at t*N*C*S.
 // Every body works on a strip of `len` <= W contiguous pixels of one row (strip_launchers.h):
-// W = 1 on CUDA, a vector-friendly width on the CPU; the inner `for (j < len)` loops are the
-// element-wise math, written once.
+// W = 1 on CUDA (2 or 4 for the two-class bodies that declare kCudaVec), a vector-friendly width
+// on the CPU; the inner `for (j < len)` loops are the element-wise math, written once.
 //
 // Uncertainty (T passes, p_t = softmax(x_t) over C):
 //   sums_c  += p_tc                                  (one pass at a time: stacked or streaming;
@@ -115,9 +115,9 @@ NS_HD A gated_grad(bool trusted, A p, A mu, A spd, int32_t is_y, A weight) {
 
 // exp(x_c - m) of a strip (m = max_c x_c) and z = sum_c exp(x_c - m), so that
 // softmax_c = exp(x_c - m) / z and lse = m + log z. On the CPU (W > 1) the exponentials are kept
-// when C * W fits the buffer, one exp per score; otherwise (and on CUDA, W = 1, where the buffer
-// would live in local memory) `each` evaluates them again. Both give the same bits. Two classes
-// take the Softmax2 paths instead.
+// when C * W fits the buffer, one exp per score; otherwise (and on CUDA, where C != 2 runs with
+// W = 1 and the buffer would live in local memory) `each` evaluates them again. Both give the
+// same bits. Two classes take the Softmax2 paths instead.
 // Selects are written with vsel (vec_math.h) so that the strip loops vectorise on the CPU.
 template <int W, typename A>
 struct StripExp {
@@ -294,7 +294,7 @@ struct McStacked {
   }
 
   // CUDA: V consecutive pixels a thread for two classes (strip_launchers.h CudaVec; V = 1 for
-  // double, whose registers the cap above already spills). McFinalize takes the same V, so that
+  // double: twice the registers). McFinalize takes the same V, so that
   // both forms sum the image uncertainty in one order (add_image_sums<V>): the same bits.
   static constexpr int kCudaVec = sizeof(T) <= 4 ? kUncertaintyVec : 1;
   bool cuda_vec_ok() const { return C == 2; }
@@ -370,7 +370,8 @@ struct McFinalize {
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
-  // CUDA: two pixels a thread for two classes (strip_launchers.h CudaVec; four spilled registers).
+  // CUDA: two pixels a thread for two classes (strip_launchers.h CudaVec; with four, registers
+  // spilled and the kernel ran slower: benchmarks/cuda_probe_pint.cu).
   static constexpr int kCudaVec = sizeof(T) <= 4 ? 2 : 1;
   // 64 registers, four blocks a multiprocessor (68 without: three); none for double (spills).
   static constexpr int kMinBlocks = sizeof(T) <= 4 ? 4 : 0;

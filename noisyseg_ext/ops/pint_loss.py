@@ -170,9 +170,10 @@ def _bwd_impl(g: Tensor, dloss: Tensor, stats: Tensor, student_logits: Tensor, r
     """g: upstream gradient of the loss ((N, *spatial) for reduction "none", else 0-dim);
     dloss: (N, C, *spatial) and stats (3,) from the forward. Returns d/d student_logits =
     dloss · g (broadcast over C; divided by the number of non-ignored pixels for "mean" unless
-    the forward did, :func:`_prescaled`) in student_logits' dtype. student_logits is not read: it is an input so that autograd knows the
-    result depends on it, and, this op having no autograd formula, a double backward fails loudly
-    ("no autograd formula") instead of silently dropping the terms that flow through the softmax."""
+    the forward did, :func:`_prescaled`) in student_logits' dtype. student_logits is not read: it
+    is an input so that autograd knows the result depends on it, and, this op having no autograd
+    formula, a double backward fails loudly ("no autograd formula") instead of silently dropping
+    the terms that flow through the softmax."""
     dtype = student_logits.dtype
     g = g.to(dtype).contiguous()
     grad = torch.empty(dloss.shape, dtype=dtype, device=dloss.device)
