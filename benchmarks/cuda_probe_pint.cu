@@ -3,7 +3,8 @@
 // int64 labels), the library's kernels (through the same launchers the package uses) beside
 // variants that give each thread V consecutive pixels (16-byte loads for V = 4), and a plain
 // read-only and copy kernel for the ceilings. Checks that every variant writes the library's
-// mean / u bits. Built and run by gpu_check.sh's "probe" stage:
+// mean / u bits. Then both of the issue's shapes with finer part splits (parts_sweep). Built and
+// run by gpu_check.sh's "probe" stage:
 //   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -Icsrc benchmarks/cuda_probe_pint.cu -o probe
 #include <algorithm>
 #include <cstdio>
@@ -178,6 +179,57 @@ size_t mismatches(const float* a, const float* b, size_t n) {
   return bad;
 }
 
+// The library's two-class kernels on one shape with the part count the package uses (about 2048
+// pixels a part, a multiple of N) and with finer splits: the 2D shape has 128 parts for 132
+// multiprocessors, so a thread runs two groups of pixels one after the other (latency-bound).
+// A finer split on CUDA would change only the order of the image sums (stacked and streaming
+// alike). Checks that every split writes the same mean / u bits.
+void parts_sweep(Timer& timer, int T, int N, int S) {
+  const int64_t npix = int64_t(N) * S, nx = int64_t(T) * N * 2 * S;
+  const int base = int(N * std::max<int64_t>(1, (std::min<int64_t>(2048, (npix + 2047) / 2048) + N - 1) / N));
+  float *x = dalloc<float>(nx), *student = dalloc<float>(N * 2 * S), *mean = dalloc<float>(N * 2 * S),
+        *u = dalloc<float>(npix), *mean_ref = dalloc<float>(N * 2 * S), *u_ref = dalloc<float>(npix),
+        *dloss = dalloc<float>(N * 2 * S);
+  int64_t* target = dalloc<int64_t>(npix);
+  uint8_t* gate = dalloc<uint8_t>(npix);
+  double* partials = dalloc<double>(3 * 8 * base);
+  int64_t* flag = dalloc<int64_t>(2);
+  fill_kernel<<<1024, 256>>>(x, nx, 3u);
+  fill_kernel<<<1024, 256>>>(student, N * 2 * S, 5u);
+  labels_kernel<<<1024, 256>>>(target, npix);
+  check(cudaDeviceSynchronize(), "inputs");
+  const double unc_mb = (nx * 4 + npix * 8 + N * 2 * S * 4 + npix * 4) / 1e6;
+  const double loss_mb = (N * 2 * S * 4 * 3 + npix * (8 + 4 + 1)) / 1e6;
+  std::printf("\nshape T=%d N=%d C=2 S=%d: uncertainty %.1f MB, loss forward %.1f MB, package parts %d\n", T, N, S,
+              unc_mb, loss_mb, base);
+  const CudaStripLauncher launch{0, "probe"};
+  pint::McStacked<float, int64_t> ref{x, target, mean_ref, u_ref, flag, T, N, 2, S, -100, 1.f};
+  launch.launch_strips<4, uint32_t, 2, float>(N, S, base, partials, T + 1, ref);
+  for (int k : {1, 2, 4, 8}) {
+    const int parts = base * k;
+    char name[64], note[96];
+    pint::McStacked<float, int64_t> body{x, target, mean, u, flag, T, N, 2, S, -100, 1.f};
+    check(cudaMemset(mean, 0xff, N * 2 * S * 4), "poison");
+    const double us = timer.median_us([&] { launch.launch_strips<4, uint32_t, 2, float>(N, S, parts, partials, T + 1, body); });
+    std::snprintf(name, sizeof name, "uncertainty kernel V=4, %d parts", parts);
+    std::snprintf(note, sizeof note, "mean %zu, u %zu bits differ", mismatches(mean_ref, mean, N * 2 * S), mismatches(u_ref, u, npix));
+    std::printf("%-44s %9.1f %9.0f %s\n", name, us, unc_mb / us * 1e3, note);
+  }
+  pint::LossForward<float, int64_t> lf{student, target, mean_ref, u_ref, nullptr, gate, nullptr, dloss, flag,
+                                       2, S, -100, 0.5f, 1.f, true, 1.f};
+  const OnePassDevice<decltype(lf)> lf1{lf};
+  for (int k : {1, 2, 4, 8}) {
+    const int parts = base * k;
+    char name[64];
+    const double us = timer.median_us([&] { launch.launch_strips<2, uint32_t, 3, float>(N, S, parts, partials, 1, lf1); });
+    std::snprintf(name, sizeof name, "loss forward kernel V=2, %d parts", parts);
+    std::printf("%-44s %9.1f %9.0f\n", name, us, loss_mb / us * 1e3);
+  }
+  for (void* p : {(void*)x, (void*)student, (void*)mean, (void*)u, (void*)mean_ref, (void*)u_ref, (void*)dloss,
+                  (void*)target, (void*)gate, (void*)partials, (void*)flag})
+    cudaFree(p);
+}
+
 }  // namespace
 
 int main() {
@@ -251,6 +303,9 @@ int main() {
   const double back_mb = kN * kC * kS * 8 / 1e6;
   row("library loss backward kernel (V=1)", timer.median_us([&] { launch.strips<0, float>(kN, kS, parts, nullptr, lb); }), back_mb, "");
   row("loss backward strip<4>", timer.median_us([&] { strip_v_kernel<4, 0><<<parts, kThreads>>>(kS, parts, int(npix), nullptr, lb); }), back_mb, "");
+  check(cudaDeviceSynchronize(), "end");
+  parts_sweep(timer, 8, 16, 128 * 128);   // the issue's 2D shape
+  parts_sweep(timer, kT, kN, kS);         // and its 3D shape
   check(cudaDeviceSynchronize(), "end");
   return 0;
 }
