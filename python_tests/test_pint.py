@@ -285,6 +285,23 @@ def test_backward_repeated_and_scaled(device, reduction):
     torch.testing.assert_close(s.grad, 2.5 * expect)
 
 
+def test_gradient_changed_in_place_is_never_silently_reused(device):
+    """The CPU backward may hand out the forward's saved d loss / d s itself: changing that
+    gradient in place and differentiating the same graph again must raise (autograd's version
+    check on the saved tensor) or give the right gradient, never a wrong one."""
+    s, target, mu, u = _inputs(device, torch.float32, (6, 7), C=2)
+    out = pint_loss(s, target, mu, u, pixel_threshold=0.5)
+    g, = torch.autograd.grad(out.loss, s, retain_graph=True)
+    expect = g.clone()
+    g.mul_(3)
+    try:
+        again, = torch.autograd.grad(out.loss, s)
+    except RuntimeError as e:
+        assert "modified by an inplace operation" in str(e)
+    else:
+        torch.testing.assert_close(again, expect)
+
+
 def test_pint_loss_mixes_both_terms(device):
     # the gates above must actually produce both trusted and untrusted valid pixels
     s, target, mu, u = _inputs(device, torch.float32, (16, 16))

@@ -293,7 +293,10 @@ def pint_loss(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
         PintLossResult(loss, gate, pixel_trusted_fraction, image_trusted_fraction, image_gate);
         the loss is in the student's dtype (computed in float32, float64 for float64). mean_prob
         and the uncertainties are used in the accumulation dtype. First-order gradient only
-        (``create_graph`` double backward is not supported).
+        (``create_graph`` double backward is not supported). On the CPU the gradient of a
+        "mean" or "sum" loss under an upstream gradient of 1 is a tensor the graph keeps (no
+        copy): changed in place, a second backward through the same graph (``retain_graph``)
+        raises autograd's in-place error.
 
     Raises:
         TypeError / ValueError for wrong dtypes, shapes, devices, both image gates, a ratio
