@@ -38,6 +38,12 @@ NS_HD A nan_max(A a, A b) { return (b > a || b != b) ? b : a; }
 
 namespace noisyseg {
 
+// A label to learn from: in [0, C) and not ignore_index (bitwise &, no branch: the pixel loops
+// that use it vectorise).
+NS_HD bool is_valid_label(int64_t t, int64_t C, int64_t ignore_index) {
+  return (t != ignore_index) & (t >= 0) & (t < C);
+}
+
 // Records a bad input value found inside a kernel (e.g. a label out of range) in a 2-slot int64
 // flag that Python zeroes before the launch and reads after it: flag[0] = 1, flag[1] = the value.
 // Concurrent writers all store 1 and some bad value, so the race is benign.

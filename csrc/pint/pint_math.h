@@ -479,10 +479,7 @@ struct CountValid {
   NS_HD void strip(int64_t, int64_t, int64_t i, int len, A* acc) const {
     const int64_t C = this->C, ignore = ignore_index;
     int32_t n = 0;
-    for (int j = 0; j < len; ++j) {
-      const int64_t t = int64_t(target[i + j]);
-      n += int32_t((t != ignore) & (t >= 0) & (t < C));
-    }
+    for (int j = 0; j < len; ++j) n += int32_t(is_valid_label(int64_t(target[i + j]), C, ignore));
     acc[0] += A(n);
   }
 };

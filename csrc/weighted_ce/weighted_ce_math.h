@@ -104,11 +104,6 @@ NS_HD A logsumexp_and_pick(const PixelScores<T, CC>& px, int64_t t, A& x_t) {
   return lse_finish(st);
 }
 
-template <typename L>
-NS_HD bool is_valid_label(int64_t t, int64_t C, int64_t ignore_index) {
-  return (t != ignore_index) & (t >= 0) & (t < C);
-}
-
 // d(w CE)/dx_c for one class: g w (p_c - [c = t]), 0 at pixels that are not valid. (The one-hot
 // comes in as a number: a bool turned into one inside an inlined call stopped GCC vectorising.)
 template <typename A>
@@ -133,7 +128,7 @@ struct Forward {
   NS_HD Sums4<A> finish(int64_t i, int64_t t, A lse, A x_t) const {
     const int64_t Cn = CC > 0 ? CC : C;
     const bool ignored = t == ignore_index;
-    const bool valid = is_valid_label<L>(t, Cn, ignore_index);
+    const bool valid = is_valid_label(t, Cn, ignore_index);
     const A w = kWeight ? load<A>(weight, i) : A(1);
     const A v = valid ? w * (lse - x_t) : A(0);
     if (kMap) store(loss_map, i, v);
@@ -201,7 +196,7 @@ struct Backward {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t base = n * Cn * S + s;
     const int64_t t = int64_t(target[i]);
-    const bool valid = is_valid_label<L>(t, Cn, ignore_index);
+    const bool valid = is_valid_label(t, Cn, ignore_index);
     if constexpr (CC == 2) {
       const A x0 = load<A>(x, base), x1 = load<A>(x, base + S);
       const TwoClass<A> two(x0, x1);
@@ -241,7 +236,7 @@ struct Backward {
 #pragma omp simd
     for (int64_t j = 0; j < len; ++j) {
       lse[j] = lse_finish(st[j]);
-      const bool ok = is_valid_label<L>(t[j], C, ignore_index);
+      const bool ok = is_valid_label(t[j], C, ignore_index);
       valid[j] = ok ? A(1) : A(0);
       gw[j] = weight_grad_and_scale(i0 + j, lse[j] - st[j].x_t, ok);
     }
@@ -274,7 +269,7 @@ struct DoubleBackward {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t base = n * Cn * S + s;
     const int64_t t = int64_t(target[i]);
-    const bool valid = is_valid_label<L>(t, Cn, ignore_index);
+    const bool valid = is_valid_label(t, Cn, ignore_index);
     A x_t;
     const A l = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t);
     const A gp = g[i * g_stride];

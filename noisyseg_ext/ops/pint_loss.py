@@ -4,8 +4,9 @@ Two custom ops (math in csrc/pint/pint_math.h):
 
 * ``noisyseg::pint_loss_fwd``  loss (map, mean or sum), gate map, image gate, counts and, when a
   gradient will be wanted, d loss / d student_logits of every pixel;
-* ``noisyseg::pint_loss_bwd``  that derivative times the upstream gradient (/ count for "mean"),
-  one kernel (not differentiable further: no double backward).
+* ``noisyseg::pint_loss_bwd``  that derivative times the upstream gradient (/ count for "mean"
+  unless the forward divided already, :func:`_prescaled`), one kernel (not differentiable
+  further: no double backward). On the CPU an upstream gradient of 1 needs no kernel at all.
 
 The forward is one kernel call: the image gate (ranking of the N image uncertainties), one pass
 over the pixels (pixel gate, blend, derivative), then the reductions from the per-part sums. Each
