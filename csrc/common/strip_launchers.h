@@ -7,7 +7,8 @@
 // row). The CPU calls it with W = kCpuStrip so that the body's inner `for (j < len)` loops
 // vectorise; CUDA calls it with W = 1 (one element per thread) or a small W (a body's kCudaVec,
 // below), so the same math serves both.
-// Partial sums and the part split are those of launchers.h (parts fixed by the problem size).
+// Partial sums and the part split are those of launchers.h (parts fixed by the problem size; on
+// CUDA, with groups of V elements a thread, the part boundaries are rounded down to groups).
 #pragma once
 
 #include <cstdint>
