@@ -86,6 +86,37 @@ def test_extreme_logits_are_stable(device, C):
     assert torch.isfinite(g).all()
 
 
+@pytest.mark.parametrize("C", [2, 3, 7])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_infinite_and_nan_logits_as_torch(device, C, dtype):
+    """+inf, -inf and NaN scores, alone and together, with every label: loss, gradient and double
+    backward as torch's cross-entropy (a +inf score makes the pixel NaN, as torch's log_softmax;
+    the two-class closed form once gave a finite gradient there)."""
+    inf, nan = float("inf"), float("nan")
+    pairs = [(a, b) for a in (inf, -inf, nan, 0.5) for b in (inf, -inf, nan, -2.0)]
+    P = len(pairs) * C  # every pair of special values beside every label
+    x = torch.randn(1, C, P, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.arange(P) % C
+    for k, (a, b) in enumerate(pairs):
+        x[0, 0, k * C:(k + 1) * C], x[0, 1, k * C:(k + 1) * C] = a, b
+    x, y = x.to(dtype).to(device), y[None].to(device)
+    w = torch.rand(1, P, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype).to(device)
+    xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+    ws = [w.clone().requires_grad_(), w.clone().requires_grad_()]
+    ops = (weighted_ce, reference.weighted_ce)
+    losses = [op(xi, y, wi, reduction="none") for op, xi, wi in zip(ops, xs, ws)]
+    torch.testing.assert_close(losses[0], losses[1], equal_nan=True)
+    up = torch.rand_like(losses[0])
+    firsts = [torch.autograd.grad(lo, (xi, wi), up, create_graph=True) for lo, xi, wi in zip(losses, xs, ws)]
+    for got, ref in zip(*firsts):
+        torch.testing.assert_close(got, ref, equal_nan=True)
+    vx, vw = torch.rand_like(x), torch.rand_like(w)
+    seconds = [torch.autograd.grad((gx * vx).sum() + (gw * vw).sum(), (xi, wi))
+               for (gx, gw), xi, wi in zip(firsts, xs, ws)]
+    for got, ref in zip(*seconds):
+        torch.testing.assert_close(got, ref, equal_nan=True)
+
+
 def test_non_contiguous_inputs(device):
     x, y, w = make_inputs((4, 10, 12), 3, torch.float64, device)
     xt = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, other strides

@@ -28,6 +28,7 @@
 
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
+#include "../common/two_class.h"
 #include "../common/vec_math.h"
 
 namespace noisyseg {
@@ -66,24 +67,11 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
     }
 }
 
-// True where a or b is +inf: torch's softmax is NaN there (exp(inf - inf)), where the two-class
-// closed forms below would give a limit. (-inf scores need nothing: they give 0 / 1 as torch,
-// and NaN scores give NaN anyway.) The larger of the two, not a sum: +inf and -inf is NaN too.
-template <typename A>
-NS_HD bool has_pos_inf(A a, A b) {
-  return (a > b ? a : b) == ns_inf<A>();
-}
-
-// d = b - a for the two-class paths, NaN when a score is +inf (has_pos_inf).
-template <typename A>
-NS_HD A two_class_diff(A a, A b) {
-  return vsel(has_pos_inf(a, b), std::numeric_limits<A>::quiet_NaN(), b - a);
-}
-
 // Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
 // larger score's probability is r and the smaller's e * r (exp(min - max) = e: the same values
 // as the general max-shifted softmax). NaN or +inf in either score gives NaN in both, -inf gives
-// 0 / 1, as torch does. Written branch-free for the CPU strip loops.
+// 0 / 1, as torch does (two_class_diff). Written branch-free (vsel) for the CPU strip loops;
+// weighted_ce's TwoClass is the same softmax spelled for its loops.
 template <typename A>
 struct Softmax2 {
   A d, e, pa, pb;

@@ -27,6 +27,7 @@
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
 #include "../common/sums.h"
+#include "../common/two_class.h"
 #include "../common/vec_math.h"
 
 namespace noisyseg {
@@ -56,33 +57,37 @@ NS_HD void lse_max_step(LseState<A>& st, A v, bool is_label) {  // first pass ov
 template <typename A>
 NS_HD void lse_sum_step(LseState<A>& st, A v) { st.sum += ns_exp(v - st.m); }  // second pass
 template <typename A>
-NS_HD A lse_finish(const LseState<A>& st) {  // NaN in, NaN out; +-inf max gives the max
+NS_HD A lse_finish(const LseState<A>& st) {
+  // NaN in, NaN out. An infinite max gives m - m = NaN, as torch's log_softmax (inf - inf): CE
+  // and softmax are NaN at a pixel with a +inf score (or only -inf scores) whatever the label.
   const bool finite_max = (st.m != ns_inf<A>()) & (st.m != -ns_inf<A>());
   const A log_sum = ns_log(st.sum);  // unconditionally: a conditional call is control flow
-  return finite_max ? st.m + log_sum : st.m;
+  return finite_max ? st.m + log_sum : st.m - st.m;
 }
 
 // Two-class log-sum-exp in closed form, max + log(1 + exp(-|x0 - x1|)): one exp where the general
-// path takes two. NaN in, NaN out; one infinite score gives that score (or the finite one when it
-// is -inf), as the general path; two equal infinite scores give NaN where it gives the infinity,
-// which makes no difference to CE = lse - x_t (NaN either way). ns_exp_blend: with the plain
-// ns_exp GCC leaves this exp-then-log loop scalar (vec_math.h).
+// path takes two. NaN in, NaN out; a +inf score gives NaN (two_class_diff), as the general path
+// and torch; a -inf score gives the other one. ns_exp_blend: with the plain ns_exp GCC leaves
+// this exp-then-log loop scalar (vec_math.h).
 template <typename A>
 NS_HD A two_class_lse(A x0, A x1) {
-  const A d = x0 - x1;
+  const A d = two_class_diff(x1, x0);  // x0 - x1
   const bool second = d < A(0);
   return vsel(second, x1, x0) + ns_log1p_unit(ns_exp_blend(vsel(second, d, -d)));
 }
 
 // Two-class softmax in closed form, for the backward: with e = exp(-|x0 - x1|) (in (0, 1]),
 // softmax = {1, e} / (1 + e), the 1 going to the larger score: one exp where the general path
-// takes four (two for lse, two for the probabilities). NaN in, NaN out.
+// takes four (two for lse, two for the probabilities). NaN in, NaN out; a +inf score gives NaN,
+// as torch. pint's Softmax2 is the same softmax with vsel selects and the device's fast exp; here
+// its selects cost the backward 10 % and `?:` in it left the d/dw loop scalar (8x slower), so
+// each op keeps the spelling its loops vectorise with (one thread, measured).
 template <typename A>
 struct TwoClass {
   A e, r;       // exp(-|x0 - x1|), 1 / (1 + e)
   bool first;   // x0 >= x1
   NS_HD TwoClass(A x0, A x1) {
-    const A d = x0 - x1;
+    const A d = two_class_diff(x1, x0);  // x0 - x1
     // -|d|; vsel, not ?:, which GCC turns into a branch here. _blend: the backward with d/dw
     // takes log(1 + e), and exp-then-log loops vectorise only with that spelling (vec_math.h).
     e = ns_exp_blend(vsel(d < A(0), d, -d));
