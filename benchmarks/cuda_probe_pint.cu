@@ -56,11 +56,11 @@ __device__ __forceinline__ void st(float* p, const float* in) {
 // per-pixel math (pint_math.h McStacked::element) and part split rounded to multiples of V.
 template <int V, bool Vec, int MinB, int Unroll>
 __global__ __launch_bounds__(kThreads, MinB) void unc_kernel(const float* x, const int64_t* target, float* mean,
-                                                             float* u, int64_t* flag, double* partials,
+                                                             float* u, double* partials,
                                                              int parts, int T, int N, int S, float scale) {
   const int n = N * S, part = blockIdx.x, stride = N * 2 * S;
   const int begin = int(int64_t(n) * part / parts) / V * V, end = int(int64_t(n) * (part + 1) / parts) / V * V;
-  float acc[2] = {0.f, 0.f};
+  float acc[3] = {0.f, 0.f, 0.f};
   for (int i = begin + int(threadIdx.x) * V; i < end; i += kThreads * V) {
     const int img = i / S, s = i - img * S, off = img * 2 * S + s;
     float s1[V];
@@ -81,10 +81,11 @@ __global__ __launch_bounds__(kThreads, MinB) void unc_kernel(const float* x, con
     st<V, Vec>(mean + off + S, m1);
     st<V, Vec>(u + i, uu);
     int32_t y[V], valid[V];
-    pint::strip_labels<V>(target, i, V, 2, -100, flag, y, valid);
+    const int bad = pint::strip_labels<V>(target, i, V, 2, -100, y, valid);
     pint::add_image_sums<V>(uu, valid, V, acc);
+    acc[2] += float(bad);
   }
-  block_write_partials<2>(acc, partials, part);
+  block_write_partials<3>(acc, partials, part);
 }
 
 // Any one-pass strip body with V consecutive pixels a thread (its strip<V>, as the CPU calls it).
@@ -192,8 +193,7 @@ void parts_sweep(Timer& timer, int T, int N, int S) {
         *dloss = dalloc<float>(N * 2 * S);
   int64_t* target = dalloc<int64_t>(npix);
   uint8_t* gate = dalloc<uint8_t>(npix);
-  double* partials = dalloc<double>(3 * 8 * base);
-  int64_t* flag = dalloc<int64_t>(2);
+  double* partials = dalloc<double>(4 * 8 * base);
   fill_kernel<<<1024, 256>>>(x, nx, 3u);
   fill_kernel<<<1024, 256>>>(student, N * 2 * S, 5u);
   labels_kernel<<<1024, 256>>>(target, npix);
@@ -203,30 +203,30 @@ void parts_sweep(Timer& timer, int T, int N, int S) {
   std::printf("\nshape T=%d N=%d C=2 S=%d: uncertainty %.1f MB, loss forward %.1f MB, package parts %d\n", T, N, S,
               unc_mb, loss_mb, base);
   const CudaStripLauncher launch{0, "probe"};
-  pint::McStacked<float, int64_t> ref{x, target, mean_ref, u_ref, flag, T, N, 2, S, -100, 1.f};
-  launch.launch_strips<4, uint32_t, 2, float>(N, S, base, partials, T + 1, ref);
+  pint::McStacked<float, int64_t> ref{x, target, mean_ref, u_ref, T, N, 2, S, -100, 1.f};
+  launch.launch_strips<4, uint32_t, 3, float>(N, S, base, partials, T + 1, ref);
   for (int k : {1, 2, 4, 8}) {
     const int parts = base * k;
     char name[64], note[96];
-    pint::McStacked<float, int64_t> body{x, target, mean, u, flag, T, N, 2, S, -100, 1.f};
+    pint::McStacked<float, int64_t> body{x, target, mean, u, T, N, 2, S, -100, 1.f};
     check(cudaMemset(mean, 0xff, N * 2 * S * 4), "poison");
-    const double us = timer.median_us([&] { launch.launch_strips<4, uint32_t, 2, float>(N, S, parts, partials, T + 1, body); });
+    const double us = timer.median_us([&] { launch.launch_strips<4, uint32_t, 3, float>(N, S, parts, partials, T + 1, body); });
     std::snprintf(name, sizeof name, "uncertainty kernel V=4, %d parts", parts);
     std::snprintf(note, sizeof note, "mean %zu, u %zu bits differ", mismatches(mean_ref, mean, N * 2 * S), mismatches(u_ref, u, npix));
     std::printf("%-44s %9.1f %9.0f %s\n", name, us, unc_mb / us * 1e3, note);
   }
-  pint::LossForward<float, int64_t> lf{student, target, mean_ref, u_ref, nullptr, gate, nullptr, dloss, flag,
+  pint::LossForward<float, int64_t> lf{student, target, mean_ref, u_ref, nullptr, gate, nullptr, dloss,
                                        2, S, -100, 0.5f, 1.f, true, 1.f};
   const OnePassDevice<decltype(lf)> lf1{lf};
   for (int k : {1, 2, 4, 8}) {
     const int parts = base * k;
     char name[64];
-    const double us = timer.median_us([&] { launch.launch_strips<2, uint32_t, 3, float>(N, S, parts, partials, 1, lf1); });
+    const double us = timer.median_us([&] { launch.launch_strips<2, uint32_t, 4, float>(N, S, parts, partials, 1, lf1); });
     std::snprintf(name, sizeof name, "loss forward kernel V=2, %d parts", parts);
     std::printf("%-44s %9.1f %9.0f\n", name, us, loss_mb / us * 1e3);
   }
   for (void* p : {(void*)x, (void*)student, (void*)mean, (void*)u, (void*)mean_ref, (void*)u_ref, (void*)dloss,
-                  (void*)target, (void*)gate, (void*)partials, (void*)flag})
+                  (void*)target, (void*)gate, (void*)partials})
     cudaFree(p);
 }
 
@@ -244,8 +244,7 @@ int main() {
   float *mean0 = dalloc<float>(kN * kC * kS), *u0 = dalloc<float>(npix), *mean1 = dalloc<float>(kN * kC * kS),
         *u1 = dalloc<float>(npix), *scratch = dalloc<float>(nx), *dloss = dalloc<float>(kN * kC * kS);
   uint8_t* gate = dalloc<uint8_t>(npix);
-  double* partials = dalloc<double>(3 * parts);
-  int64_t* flag = dalloc<int64_t>(2);
+  double* partials = dalloc<double>(4 * parts);
   fill_kernel<<<1024, 256>>>(x, nx, 1u);
   fill_kernel<<<1024, 256>>>(student, kN * kC * kS, 7u);
   labels_kernel<<<1024, 256>>>(target, npix);
@@ -263,23 +262,23 @@ int main() {
   row("read-only float4 (teacher, 128 MB)", timer.median_us([&] { read_kernel<<<prop.multiProcessorCount * 8, 256>>>(reinterpret_cast<const float4*>(x), n4, scratch); }), nx * 4 / 1e6, "");
   row("copy float4 (teacher -> scratch, r+w)", timer.median_us([&] { copy_kernel<<<prop.multiProcessorCount * 8, 256>>>(reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(scratch), n4); }), 2 * nx * 4 / 1e6, "");
 
-  // Library uncertainty kernel (package's launch path, flag memset and image finish included).
+  // Library uncertainty kernel (package's launch path, image finish included).
   PintArgs a;
   a.dtype = kFloat32; a.label_dtype = kInt64;
-  a.x = uintptr_t(x); a.target = uintptr_t(target); a.flag = uintptr_t(flag); a.partials = uintptr_t(partials);
+  a.x = uintptr_t(x); a.target = uintptr_t(target); a.partials = uintptr_t(partials);
   a.T = kT; a.N = kN; a.C = kC; a.S = kS; a.parts = parts; a.mean = uintptr_t(mean0); a.u = uintptr_t(u0);
   a.image = uintptr_t(scratch);
   const CudaStripLauncher launch{0, "probe"};
-  row("library mc_uncertainty (3 launches)", timer.median_us([&] { pint_mc_stacked(a, launch); }), unc_mb, "reference");
+  row("library mc_uncertainty (2 launches)", timer.median_us([&] { pint_mc_stacked(a, launch); }), unc_mb, "reference");
   {
-    pint::McStacked<float, int64_t> body{x, target, mean0, u0, flag, kT, kN, kC, kS, -100, 1.f};
-    row("library uncertainty kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
-    row("library uncertainty kernel, V=4", timer.median_us([&] { launch.launch_strips<4, uint32_t, 2, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
+    pint::McStacked<float, int64_t> body{x, target, mean0, u0, kT, kN, kC, kS, -100, 1.f};
+    row("library uncertainty kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 3, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
+    row("library uncertainty kernel, V=4", timer.median_us([&] { launch.launch_strips<4, uint32_t, 3, float>(kN, kS, parts, partials, kT + 1, body); }), unc_mb, "");
   }
   auto unc = [&](const char* name, auto kernel) {
     check(cudaMemset(mean1, 0xff, kN * kC * kS * 4), "poison");
     check(cudaMemset(u1, 0xff, npix * 4), "poison");
-    const double us = timer.median_us([&] { kernel<<<parts, kThreads>>>(x, target, mean1, u1, flag, partials, parts, kT, kN, kS, 1.f); });
+    const double us = timer.median_us([&] { kernel<<<parts, kThreads>>>(x, target, mean1, u1, partials, parts, kT, kN, kS, 1.f); });
     char note[96];
     std::snprintf(note, sizeof note, "mean %zu, u %zu bits differ", mismatches(mean0, mean1, kN * kC * kS), mismatches(u0, u1, npix));
     row(name, us, unc_mb, note);
@@ -293,12 +292,12 @@ int main() {
   unc("V=4 scalar loads, no cap, unroll 8", unc_kernel<4, false, 1, 8>);
 
   // Loss forward: library strips kernel (V = 1) against strip<V> with V pixels a thread.
-  pint::LossForward<float, int64_t> lf{student, target, mean0, u0, nullptr, gate, nullptr, dloss, flag,
+  pint::LossForward<float, int64_t> lf{student, target, mean0, u0, nullptr, gate, nullptr, dloss,
                                        kC, kS, -100, 0.5f, 1.f, true, 1.f};
   const OnePassDevice<decltype(lf)> lf1{lf};
-  row("library loss forward kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
-  row("library loss forward kernel, V=2", timer.median_us([&] { launch.launch_strips<2, uint32_t, 3, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
-  row("loss forward strip<2> (probe's kernel)", timer.median_us([&] { strip_v_kernel<2, 3><<<parts, kThreads>>>(kS, parts, int(npix), partials, lf); }), loss_mb, "");
+  row("library loss forward kernel, V=1", timer.median_us([&] { launch.launch_strips<1, uint32_t, 4, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
+  row("library loss forward kernel, V=2", timer.median_us([&] { launch.launch_strips<2, uint32_t, 4, float>(kN, kS, parts, partials, 1, lf1); }), loss_mb, "");
+  row("loss forward strip<2> (probe's kernel)", timer.median_us([&] { strip_v_kernel<2, 4><<<parts, kThreads>>>(kS, parts, int(npix), partials, lf); }), loss_mb, "");
   pint::LossBackward<float, float> lb{dloss, student, nullptr, mean1, kC, kS, false, false};
   const double back_mb = kN * kC * kS * 8 / 1e6;
   row("library loss backward kernel (V=1)", timer.median_us([&] { launch.strips<0, float>(kN, kS, parts, nullptr, lb); }), back_mb, "");

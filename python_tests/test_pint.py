@@ -223,6 +223,39 @@ def test_mc_uncertainty_bad_inputs(device, label_dtype):
         acc.result(bad)
 
 
+@pytest.mark.parametrize("where", ["first", "last", "two"])
+def test_labels_out_of_range_in_any_part_raise_with_the_first(device, where):
+    """The kernels count labels outside [0, C) in their partial sums (no flag): one in the first or
+    the last of many parts is found by mc_uncertainty (stacked and streaming) and pint_loss, and
+    the message names the first in memory order; ignore_index (255 here) is not one."""
+    N, C, H, W = 3, 2, 64, 80  # 15360 pixels: several parts an image
+    x = torch.randn(2, N, C, H, W, device=device)
+    target = torch.randint(0, C, (N, H, W), device=device, dtype=torch.int32)
+    target[1, 5, 7] = 255
+    if where == "first":
+        target[0, 0, 0] = 9
+    elif where == "last":
+        target[N - 1, H - 1, W - 1] = -4
+    else:
+        target[2, 10, 3], target[1, 40, 2] = 6, -3
+    first = {"first": 9, "last": -4, "two": -3}[where]
+    with pytest.raises(ValueError, match=f"holds {first},"):
+        mc_uncertainty(x, target=target, ignore_index=255)
+    acc = UncertaintyAccumulator()
+    acc.add(x[0])
+    with pytest.raises(ValueError, match=f"holds {first},"):
+        acc.result(target, ignore_index=255)
+    mu, u, _ = mc_uncertainty(x)
+    s = torch.randn(N, C, H, W, device=device, requires_grad=True)
+    for kw in (dict(), dict(pixel_threshold=0.5, image_keep_ratio=0.5)):
+        with pytest.raises(ValueError, match=f"holds {first},"):
+            pint_loss(s, target, mu, u, ignore_index=255, **kw)
+    target[target < 0] = 1
+    target[(target > 1) & (target != 255)] = 0
+    r = pint_loss(s, target, mu, u, ignore_index=255)  # clean again: no error, one pixel ignored
+    assert float(r.loss) > 0
+
+
 # ----------------------------------------------------------------------------------------------
 # gated loss
 

@@ -147,10 +147,6 @@ void cpu_finish_rows(int64_t rows, int64_t parts_per_row, const double* partials
 
 struct CpuStripLauncher {
   static constexpr bool kHostMemory = true;  // partials and outputs readable by the caller
-  // flag[0] = flag[1] = 0 before a pass that may record a bad value (common/host_device.h).
-  void zero_flag(int64_t* flag) const {
-    if (flag) flag[0] = flag[1] = 0;
-  }
   template <int K, typename Body>
   void finish_rows(int64_t rows, int64_t parts_per_row, const double* partials, const Body& body) const {
     cpu_finish_rows<K>(rows, parts_per_row, partials, body);
@@ -259,9 +255,6 @@ struct CudaStripLauncher {
   static constexpr bool kHostMemory = false;
   uintptr_t stream;
   const char* what;
-  void zero_flag(int64_t* flag) const {
-    if (flag) cuda_check(cudaMemsetAsync(flag, 0, 2 * sizeof(int64_t), as_stream(stream)), what);
-  }
   template <int K, typename Body>
   void finish_rows(int64_t rows, int64_t parts_per_row, const double* partials, const Body& body) const {
     if (rows < 1) return;

@@ -7,13 +7,15 @@ namespace noisyseg {
 
 struct PintArgs {
   int dtype = 0, label_dtype = 6;  // DType codes of the scores (teacher or student) and target
-  uintptr_t x = 0, target = 0, flag = 0, partials = 0;  // target 0 = absent (uncertainty only)
+  uintptr_t x = 0, target = 0, partials = 0;  // target 0 = absent (uncertainty only)
   int64_t T = 1, N = 0, C = 0, S = 0, ignore_index = -100, parts = 1;
   // uncertainty: running sums (accumulation dtype), outputs mean (N, C, S) and u (N, S)
   uintptr_t sums = 0, mean = 0, u = 0;
   bool first = true, normalize = false;
   int64_t count = 0;  // number of passes summed (streaming result)
-  uintptr_t image = 0;  // uncertainty: image output (N,) in the accumulation dtype
+  // uncertainty: image output (N,) and, with a target, bad (N,) = each image's labels out of
+  // range, both in the accumulation dtype (the loss counts its own in stats[3])
+  uintptr_t image = 0, bad = 0;
   // gated loss: mu (N, C, S) and u (N, S) in the accumulation dtype; the image gate (N,) bytes,
   // written first from image_u (N,) (accumulation dtype) by image_mode (0 all, 1 threshold,
   // 2 keep the `keep` lowest; pint_math.h ImageGate)
@@ -22,8 +24,8 @@ struct PintArgs {
   double pixel_threshold = 0.0, image_threshold = 0.0, weight = 1.0;
   int64_t keep = 0;
   bool has_pixel_threshold = false;
-  // reduction (pint_math.h Reduction), the reduced loss (0-dim, the student's dtype) and
-  // stats (3,) [valid pixels, trusted fraction, image fraction] in the accumulation dtype
+  // reduction (pint_math.h Reduction), the reduced loss (0-dim, the student's dtype) and stats (4,)
+  // [valid pixels, trusted fraction, image fraction, labels out of range] in the accumulation dtype
   int reduction = 1;
   uintptr_t loss = 0, stats = 0;
   // d loss / d student scores (N, C, S) in the accumulation dtype, written by the forward; 0 = not wanted

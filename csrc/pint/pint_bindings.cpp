@@ -13,7 +13,7 @@ using noisyseg::PintArgs;
 NOISYSEG_REGISTER_BINDINGS(pint) {
   py::class_<PintArgs>(m, "PintArgs", "Pointers (as integers) and sizes for the pint kernels.")
       .def(py::init<>())
-      PINT_FIELD(dtype) PINT_FIELD(label_dtype) PINT_FIELD(x) PINT_FIELD(target) PINT_FIELD(flag)
+      PINT_FIELD(dtype) PINT_FIELD(label_dtype) PINT_FIELD(x) PINT_FIELD(target) PINT_FIELD(bad)
       PINT_FIELD(partials) PINT_FIELD(T) PINT_FIELD(N) PINT_FIELD(C) PINT_FIELD(S)
       PINT_FIELD(ignore_index) PINT_FIELD(parts) PINT_FIELD(sums) PINT_FIELD(mean) PINT_FIELD(u)
       PINT_FIELD(first) PINT_FIELD(normalize) PINT_FIELD(count) PINT_FIELD(mu) PINT_FIELD(image_gate)

@@ -17,12 +17,13 @@ A entropy_scale(const PintArgs& a) {
   return (a.normalize && a.C > 1) ? A(1.0 / std::log(double(a.C))) : A(1);
 }
 
-// image (N,) from the per-image parts' sums (parts aligned with images: a.parts / a.N each).
+// image (N,) and bad (N,) from the per-image parts' sums (parts aligned with images: a.parts / a.N
+// each).
 template <typename A, typename Launch>
 void finish_image(const PintArgs& a, const Launch& launch) {
   if (a.N > 0)
-    launch.template finish_rows<2>(a.N, a.parts / a.N, as_ptr<const double>(a.partials),
-                                   pint::McImageFinish<A>{as_ptr<A>(a.image)});
+    launch.template finish_rows<3>(a.N, a.parts / a.N, as_ptr<const double>(a.partials),
+                                   pint::McImageFinish<A>{as_ptr<A>(a.image), as_ptr<A>(a.bad)});
 }
 
 template <typename Launch>
@@ -32,10 +33,8 @@ void pint_mc_stacked(const PintArgs& a, const Launch& launch) {
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
     pint::McStacked<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
-                               as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.T, a.N, a.C, a.S,
-                               a.ignore_index, entropy_scale<A>(a)};
-    launch.zero_flag(as_ptr<int64_t>(a.flag));
-    launch.template pass_strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), a.T + 1, body);
+                               as_ptr<A>(a.u), a.T, a.N, a.C, a.S, a.ignore_index, entropy_scale<A>(a)};
+    launch.template pass_strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), a.T + 1, body);
     finish_image<A>(a, launch);
   });
 }
@@ -57,10 +56,8 @@ void pint_mc_finalize(const PintArgs& a, const Launch& launch) {
     using A = acc_t<typename decltype(tf)::type>;
     using L = typename decltype(tl)::type;
     pint::McFinalize<A, L> body{as_ptr<const A>(a.sums), as_ptr<const L>(a.target), as_ptr<A>(a.mean),
-                                as_ptr<A>(a.u), as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index,
-                                A(a.count), entropy_scale<A>(a)};
-    launch.zero_flag(as_ptr<int64_t>(a.flag));
-    launch.template strips<2, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+                                as_ptr<A>(a.u), a.C, a.S, a.ignore_index, A(a.count), entropy_scale<A>(a)};
+    launch.template strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
     finish_image<A>(a, launch);
   });
 }
@@ -87,12 +84,11 @@ void pint_loss_forward(const PintArgs& a, const Launch& launch) {
                                               A(a.image_threshold), a.keep});
     pint::LossForward<T, L> body{as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const A>(a.mu),
                                  as_ptr<const A>(a.u), a.image_mode ? image_gate : nullptr,
-                                 as_ptr<uint8_t>(a.gate), as_ptr<T>(a.loss_map), as_ptr<A>(a.dloss),
-                                 as_ptr<int64_t>(a.flag), a.C, a.S, a.ignore_index, A(a.pixel_threshold),
-                                 A(a.weight), a.has_pixel_threshold, grad_scale};
-    launch.zero_flag(as_ptr<int64_t>(a.flag));
-    launch.template strips<3, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
-    launch.template finish_rows<3>(1, a.parts, as_ptr<const double>(a.partials),
+                                 as_ptr<uint8_t>(a.gate), as_ptr<T>(a.loss_map), as_ptr<A>(a.dloss), a.C,
+                                 a.S, a.ignore_index, A(a.pixel_threshold), A(a.weight), a.has_pixel_threshold,
+                                 grad_scale};
+    launch.template strips<4, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+    launch.template finish_rows<4>(1, a.parts, as_ptr<const double>(a.partials),
                                    pint::LossFinish<T, A>{as_ptr<T>(a.loss), as_ptr<A>(a.stats), image_gate, a.N,
                                                           a.reduction});
   });

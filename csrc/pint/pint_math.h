@@ -23,7 +23,8 @@
 // (the blend g*CE + w*(1-g)*MSE written as a select: identical for a binary gate, and a NaN or
 // inf in the term that is switched off cannot leak into the loss).
 // Ignored pixels (y == ignore_index) contribute 0 to the loss, its gradient and the counts; a
-// label outside [0, C) is recorded in `flag` (Python raises) and treated as ignored.
+// label outside [0, C) is treated as ignored and counted in the last partial sum, which the finish
+// step writes out (Python raises): no flag to zero before a pass, one device operation less.
 #pragma once
 
 #include "../common/host_device.h"
@@ -42,15 +43,14 @@ NS_HD int32_t equal_bit(int32_t a, int32_t b) {
 }
 
 // Labels of a strip: valid[j] = 1 for a label to learn from, 0 for ignored / out of range;
-// y[j] = the class, -1 where not valid. Branch-free (vectorises); a label outside [0, C) that is
-// not ignore_index is recorded in flag (when non-null) by a second, rare, scalar pass.
-// target == nullptr: every pixel is valid.
+// y[j] = the class, -1 where not valid. Returns the number of labels outside [0, C) that are not
+// ignore_index. Branch-free (vectorises). target == nullptr: every pixel is valid.
 template <int W, typename L>
-NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t ignore_index,
-                        int64_t* flag, int32_t* y, int32_t* valid) {
+NS_HD int strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t ignore_index, int32_t* y,
+                       int32_t* valid) {
   if (!target) {
     for (int j = 0; j < len; ++j) { valid[j] = 1; y[j] = -1; }
-    return;
+    return 0;
   }
   int bad = 0;
   for (int j = 0; j < len; ++j) {
@@ -58,13 +58,9 @@ NS_HD void strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t 
     const bool ignored = t == ignore_index, in_range = (t >= 0) & (t < C);
     valid[j] = int32_t((!ignored) & in_range);
     y[j] = valid[j] ? int32_t(t) : -1;
-    bad |= int((!ignored) & (!in_range));
+    bad += int((!ignored) & (!in_range));
   }
-  if (bad && flag)
-    for (int j = 0; j < len; ++j) {
-      const int64_t t = int64_t(target[i + j]);
-      if ((t != ignore_index) & ((t < 0) | (t >= C))) record_bad_value(flag, t);
-    }
+  return bad;
 }
 
 // Two-class softmax with one exp: with d = b - a, e = exp(-|d|) <= 1 and r = 1 / (1 + e), the
@@ -257,15 +253,15 @@ NS_HD void add_image_sums(const A* u, const int32_t* valid, int len, A* acc) {
 constexpr int kUncertaintyVec = 4;
 
 // Stacked uncertainty, a multi-pass body: passes 0..T-1 add softmax(x_t) into mean (N, C, S)
-// (the running sums), pass T turns them into the mean, u (N, S) and
-// acc = [sum of u over valid pixels, number of valid pixels] (parts aligned with images).
+// (the running sums), pass T turns them into the mean, u (N, S) and acc = [sum of u over valid
+// pixels, number of valid pixels, labels out of range] (parts aligned with images).
 // The per-pixel order of the adds is that of McAccumulate + McFinalize: the same bits.
 template <typename T, typename L>
 struct McStacked {
   using A = acc_t<T>;
   // CUDA register cap (strip_launchers.h MinBlocks); none for double, which it made spill.
   static constexpr int kMinBlocks = sizeof(T) <= 4 ? 4 : 0;
-  const T* x; const L* target; A* mean; A* u; int64_t* flag;
+  const T* x; const L* target; A* mean; A* u;
   int64_t T_, N, C, S, ignore_index; A scale;
 
   template <int W>
@@ -277,8 +273,9 @@ struct McStacked {
     }
     mean_entropy<W>(mean + off, mean + off, u + i, C, S, len, A(T_), scale);
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
-    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    const int bad = strip_labels<W>(target, i, len, C, ignore_index, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
+    acc[2] += A(bad);
   }
 
   // CUDA: V consecutive pixels a thread for two classes (strip_launchers.h CudaVec; V = 1 for
@@ -313,8 +310,9 @@ struct McStacked {
       u[i + v] = uu[v];
     }
     int32_t y[V], valid[V];
-    strip_labels<V>(target, i, V, C, ignore_index, flag, y, valid);
+    const int bad = strip_labels<V>(target, i, V, C, ignore_index, y, valid);
     add_image_sums<V>(uu, valid, V, acc);
+    acc[2] += A(bad);
   }
 };
 
@@ -336,7 +334,7 @@ template <typename A, typename L>
 struct McFinalize {
   static constexpr int kCudaVec = sizeof(A) <= 4 ? kUncertaintyVec : 1;
   bool cuda_vec_ok() const { return C == 2; }
-  const A* sums; const L* target; A* mean; A* u; int64_t* flag;
+  const A* sums; const L* target; A* mean; A* u;
   int64_t C, S, ignore_index; A count, scale;
 
   template <int W>
@@ -344,8 +342,9 @@ struct McFinalize {
     const int64_t off = n * C * S + s;
     mean_entropy<W>(sums + off, mean + off, u + i, C, S, len, count, scale);
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
-    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    const int bad = strip_labels<W>(target, i, len, C, ignore_index, y, valid);
     add_image_sums<W>(u + i, valid, len, acc);
+    acc[2] += A(bad);
   }
 };
 
@@ -354,7 +353,7 @@ struct McFinalize {
 // gate (N, S) as 0/1 bytes and, when non-null, the loss map and dloss (N, C, S) = d loss / d s of
 // each pixel (0 at ignored pixels): the backward is then one multiply by the upstream gradient,
 // instead of a second pass that recomputes the softmax; acc = [sum of loss, number of valid
-// pixels, sum of g over them].
+// pixels, sum of g over them, labels out of range].
 template <typename T, typename L>
 struct LossForward {
   using A = acc_t<T>;
@@ -365,7 +364,7 @@ struct LossForward {
   static constexpr int kMinBlocks = sizeof(T) <= 4 ? 4 : 0;
   bool cuda_vec_ok() const { return C == 2; }
   const T* x; const L* target; const A* mu; const A* u; const uint8_t* image_gate;
-  uint8_t* gate; T* loss_map; A* dloss; int64_t* flag;
+  uint8_t* gate; T* loss_map; A* dloss;
   int64_t C, S, ignore_index; A pixel_threshold, weight; bool has_pixel_threshold;
   A grad_scale;  // dloss times this: 1, or 1 / (number of valid pixels) for a prescaled "mean"
 
@@ -383,7 +382,7 @@ struct LossForward {
     const A w = weight, thr = pixel_threshold, k = grad_scale;
     const bool has_thr = has_pixel_threshold;
     int32_t y[W], valid[W];  // int32, not bool: same width as float keeps the loops vectorised
-    strip_labels<W>(target, i, len, C, ignore_index, flag, y, valid);
+    const int bad = strip_labels<W>(target, i, len, C, ignore_index, y, valid);
     A g[W], l[W];
     const A gi = (!image_gate || image_gate[n]) ? A(1) : A(0);
     for (int j = 0; j < len; ++j) {
@@ -453,11 +452,12 @@ struct LossForward {
     acc[0] += strip_sum<W>(l, len);
     acc[1] += strip_sum<W>(sn, len);
     acc[2] += strip_sum<W>(sg, len);
+    acc[3] += A(bad);
   }
 };
 
 // Number of valid pixels (labels in [0, C), not ignore_index) in acc[0]: the count a prescaled
-// "mean" forward divides d loss / d s by (LossForward's pass records labels out of range).
+// "mean" forward divides d loss / d s by (LossForward's pass counts labels out of range).
 template <typename L>
 struct CountValid {
   const L* target; int64_t C, ignore_index;
@@ -475,12 +475,16 @@ struct CountValid {
 // ---------------------------------------------------------------------------------------------
 // small steps around the passes (per image or per op, not per pixel)
 
-// Image uncertainty of image `row` from its parts' sums [sum of u, number of valid pixels]
-// (NaN for an image without valid pixels).
+// Image uncertainty of image `row` from its parts' sums [sum of u, number of valid pixels, labels
+// out of range] (NaN for an image without valid pixels), and the image's count of labels out of
+// range in bad (N,) when non-null (a target was given).
 template <typename A>
 struct McImageFinish {
-  A* image;
-  NS_HD void finish(int64_t row, const double* sums) const { image[row] = A(sums[0] / sums[1]); }
+  A* image; A* bad;
+  NS_HD void finish(int64_t row, const double* sums) const {
+    image[row] = A(sums[0] / sums[1]);
+    if (bad) bad[row] = A(sums[2]);
+  }
 };
 
 // Image gate a_i (bytes) of image i: mode 0 all 1; mode 1 U_i < threshold; mode 2 the `keep`
@@ -508,9 +512,10 @@ struct ImageGate {
 // Reductions of the loss: enum shared with pint_loss.py (REDUCTIONS' order).
 enum Reduction : int { kNone = 0, kMean = 1, kSum = 2 };
 
-// From the loss pass's sums [loss, valid pixels, trusted valid pixels]: the reduced loss (in the
-// student's dtype; not written for "none", whose map the pass wrote) and stats = [number of
-// valid pixels, trusted fraction of them, fraction of images with a_i = 1] (accumulation dtype).
+// From the loss pass's sums [loss, valid pixels, trusted valid pixels, labels out of range]: the
+// reduced loss (in the student's dtype; not written for "none", whose map the pass wrote) and
+// stats = [number of valid pixels, trusted fraction of them, fraction of images with a_i = 1,
+// labels out of range] (accumulation dtype).
 template <typename T, typename A>
 struct LossFinish {
   T* loss; A* stats; const uint8_t* image_gate; int64_t N; int reduction;
@@ -521,6 +526,7 @@ struct LossFinish {
     stats[0] = A(sums[1]);
     stats[1] = A(sums[2] / sums[1]);
     stats[2] = A(kept / double(N));
+    stats[3] = A(sums[3]);
   }
 };
 

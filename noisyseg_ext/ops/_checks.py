@@ -42,6 +42,16 @@ def check_same_device(op: str, **tensors: torch.Tensor | None) -> None:
         raise ValueError(f"{op}: all tensors must be on one device; got {where}")
 
 
+def raise_bad_label(op: str, target: torch.Tensor, num_classes: int, ignore_index: int) -> None:
+    """Raises the ValueError for a label outside [0, num_classes) that is not ignore_index, naming
+    the first such value of ``target`` (the kernels only count them; this, the rare path, finds
+    one with torch)."""
+    t = target.long()
+    bad = (t != ignore_index) & ((t < 0) | (t >= num_classes))
+    value = int(t[bad][0])
+    raise ValueError(f"{op}: target holds {value}, outside [0, {num_classes}) and not ignore_index={ignore_index}")
+
+
 def check_choice(name: str, value, choices: Sequence, op: str) -> None:
     if value not in choices:
         raise ValueError(f"{op}: {name} must be one of {list(choices)}; got {value!r}")

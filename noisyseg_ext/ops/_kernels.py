@@ -89,10 +89,3 @@ def flagged_value(flag: torch.Tensor) -> int | None:
     found, value = flag.tolist()
     return value if found else None
 
-
-def check_label_flag(flag: torch.Tensor | None, op: str, num_classes: int, ignore_index: int) -> None:
-    """Raises ValueError for a label a kernel recorded in ``flag`` as outside [0, num_classes)
-    and not ignore_index (reads the flag: synchronises on CUDA); nothing for flag None."""
-    bad = None if flag is None else flagged_value(flag)
-    if bad is not None:
-        raise ValueError(f"{op}: target holds {bad}, outside [0, {num_classes}) and not ignore_index={ignore_index}")

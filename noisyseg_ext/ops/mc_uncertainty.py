@@ -53,12 +53,20 @@ def _launch_args(x: Tensor, n: int, c: int, s: int, target: Optional[Tensor], ig
 
 
 def _image_outputs(n: int, s: int, acc: torch.dtype, device: torch.device, target: Optional[Tensor]):
-    """image (N,), per-image partial sums and, with a target, the error flag (zeroed by the kernel)."""
+    """image (N,), per-image partial sums and, with a target, bad (N,): each image's number of
+    labels outside [0, C) and not ignore_index (written by the kernel call)."""
     parts = _image_parts(n, s)
     image = torch.empty((n,), dtype=acc, device=device)
-    partials = torch.empty((parts, 2), dtype=torch.float64, device=device)  # every part writes its row
-    flag = None if target is None else torch.empty(2, dtype=torch.int64, device=device)
-    return image, partials, flag
+    # [sum of u, valid pixels, labels out of range]; every part writes its row
+    partials = torch.empty((parts, 3), dtype=torch.float64, device=device)
+    bad = None if target is None else torch.empty((n,), dtype=acc, device=device)
+    return image, partials, bad
+
+
+def _check_labels(bad: Optional[Tensor], target: Optional[Tensor], c: int, ignore_index: int) -> None:
+    """Raises for labels out of range counted in bad (reads it: synchronises on CUDA)."""
+    if bad is not None and any(v > 0 for v in bad.tolist()):
+        _checks.raise_bad_label("mc_uncertainty", target, c, ignore_index)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,13 +82,13 @@ def _stacked_impl(teacher_logits: Tensor, target: Optional[Tensor], ignore_index
     acc = _kernels.acc_dtype(x.dtype)
     mean = torch.empty((n, c, *spatial), dtype=acc, device=x.device)
     u = torch.empty((n, *spatial), dtype=acc, device=x.device)
-    image, partials, flag = _image_outputs(n, s, acc, x.device, target)
+    image, partials, bad = _image_outputs(n, s, acc, x.device, target)
     a = _launch_args(x, n, c, s, target, ignore_index, normalize)
     a.T, a.parts = t, partials.shape[0]
     a.mean, a.u, a.image = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(image)
-    a.partials, a.flag = _kernels.ptr(partials), _kernels.ptr(flag)
+    a.partials, a.bad = _kernels.ptr(partials), _kernels.ptr(bad)
     _C.pint_mc_stacked(a, *_kernels.device_args(x))
-    _kernels.check_label_flag(flag, "mc_uncertainty", c, ignore_index)
+    _check_labels(bad, target, c, ignore_index)
     return mean, u, image
 
 
@@ -128,13 +136,13 @@ def _finalize_impl(sums: Tensor, count: int, target: Optional[Tensor], ignore_in
     s = sums[0, 0].numel() if sums.numel() else 0
     mean = torch.empty_like(sums)
     u = torch.empty((n, *spatial), dtype=sums.dtype, device=sums.device)
-    image, partials, flag = _image_outputs(n, s, sums.dtype, sums.device, target)
+    image, partials, bad = _image_outputs(n, s, sums.dtype, sums.device, target)
     a = _launch_args(sums, n, c, s, target, ignore_index, normalize)
     a.x, a.sums, a.count, a.parts = 0, _kernels.ptr(sums), count, partials.shape[0]
     a.mean, a.u, a.image = _kernels.ptr(mean), _kernels.ptr(u), _kernels.ptr(image)
-    a.partials, a.flag = _kernels.ptr(partials), _kernels.ptr(flag)
+    a.partials, a.bad = _kernels.ptr(partials), _kernels.ptr(bad)
     _C.pint_mc_finalize(a, *_kernels.device_args(sums))
-    _kernels.check_label_flag(flag, "mc_uncertainty", c, ignore_index)
+    _check_labels(bad, target, c, ignore_index)
     return mean, u, image
 
 

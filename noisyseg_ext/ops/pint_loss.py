@@ -66,8 +66,9 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     """mean_prob, pixel_uncertainty and image_uncertainty (N,) in the accumulation dtype; the
     image gate from image_threshold or the image_keep lowest image_uncertainty (at most one given).
     Returns (loss: the (N, *spatial) map for reduction "none", else 0-dim, in the student's dtype;
-    gate (N, *spatial) bool; image gate (N,) bool; stats (3,) in the accumulation dtype =
-    [number of non-ignored pixels, trusted fraction of them, fraction of images kept];
+    gate (N, *spatial) bool; image gate (N,) bool; stats (4,) in the accumulation dtype =
+    [number of non-ignored pixels, trusted fraction of them, fraction of images kept, labels out
+    of range (0: a label outside [0, C) raises)];
     dloss: d loss_pixel / d student_logits (N, C, *spatial) in the accumulation dtype if
     want_grad, else an empty (0,) tensor; for "mean" on the CPU divided by the number of
     non-ignored pixels, counted first: :func:`_prescaled`). One kernel call: the image gate, one
@@ -80,7 +81,7 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     gate = torch.empty(target.shape, dtype=torch.bool, device=dev)
     image_gate = torch.empty((n,), dtype=torch.bool, device=dev)
     loss = torch.empty(target.shape if reduction == "none" else (), dtype=x.dtype, device=dev)
-    stats = torch.empty((3,), dtype=acc, device=dev)
+    stats = torch.empty((4,), dtype=acc, device=dev)
     dloss = torch.empty(x.shape if want_grad else (0,), dtype=acc, device=dev)
     a = _args(x, target, consistency_weight, ignore_index)
     a.mu, a.u = _kernels.ptr(mean_prob.contiguous()), _kernels.ptr(pixel_uncertainty.contiguous())
@@ -91,18 +92,18 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
         a.image_mode = 1 if image_threshold is not None else 2
         a.image_threshold = 0.0 if image_threshold is None else float(image_threshold)
         a.keep = 0 if image_keep is None else int(image_keep)
-    partials = torch.empty((a.parts, 3), dtype=torch.float64, device=dev)  # every part writes its row
-    flag = torch.empty(2, dtype=torch.int64, device=dev)  # zeroed by the kernel call
+    partials = torch.empty((a.parts, 4), dtype=torch.float64, device=dev)  # every part writes its row
     a.reduction = REDUCTIONS.index(reduction)
     a.image_gate, a.gate, a.stats = _kernels.ptr(image_gate), _kernels.ptr(gate), _kernels.ptr(stats)
     if reduction == "none":
         a.loss_map = _kernels.ptr(loss)
     else:
         a.loss = _kernels.ptr(loss)
-    a.partials, a.flag, a.dloss = _kernels.ptr(partials), _kernels.ptr(flag), _kernels.ptr(dloss)
+    a.partials, a.dloss = _kernels.ptr(partials), _kernels.ptr(dloss)
     a.prescale = want_grad and _prescaled(dev, reduction)
     _C.pint_loss_forward(a, *_kernels.device_args(x))
-    _kernels.check_label_flag(flag, "pint_loss", x.shape[1], ignore_index)
+    if stats[3].item() > 0:  # reads the count: synchronises on CUDA
+        _checks.raise_bad_label("pint_loss", target, x.shape[1], ignore_index)
     return loss, gate, image_gate, stats, dloss
 
 
@@ -126,7 +127,7 @@ def _fwd_fake(student_logits, target, mean_prob, pixel_uncertainty, image_uncert
     loss = student_logits.new_empty(target.shape if reduction == "none" else ())
     dloss = student_logits.new_empty(student_logits.shape if want_grad else (0,), dtype=acc)
     return (loss, student_logits.new_empty(target.shape, dtype=torch.bool),
-            student_logits.new_empty((n,), dtype=torch.bool), student_logits.new_empty((3,), dtype=acc), dloss)
+            student_logits.new_empty((n,), dtype=torch.bool), student_logits.new_empty((4,), dtype=acc), dloss)
 
 
 def _fwd_setup(ctx, inputs, output):

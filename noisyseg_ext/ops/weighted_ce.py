@@ -41,13 +41,6 @@ def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.contiguous()
 
 
-def _raise_bad_label(target: Tensor, C: int, ignore_index: int) -> None:
-    t = target.long()
-    bad = (t != ignore_index) & ((t < 0) | (t >= C))
-    value = int(t[bad][0])
-    raise ValueError(f"weighted_ce: target holds {value}, outside [0, {C}) and not ignore_index={ignore_index}")
-
-
 # ----------------------------------------------------------------------------------------------
 # forward
 
@@ -65,7 +58,7 @@ def _fwd_impl(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_i
     _C.weighted_ce_forward(a, *_kernels.device_args(logits))
     stats = partials.sum(0)  # [sum w*CE, valid pixels, sum w over valid, labels out of range]
     if stats[3].item() > 0:
-        _raise_bad_label(target, logits.shape[1], ignore_index)
+        _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index)
     out = loss_map if want_map else stats[0].to(acc, copy=True)
     return out, stats[1].clone(), stats[2].to(acc, copy=True)
 
