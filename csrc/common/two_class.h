@@ -16,10 +16,10 @@ NS_HD bool has_pos_inf(A a, A b) {
 }
 
 // d = b - a, NaN when a score is +inf (or both are -inf, where b - a is NaN already): m - m is 0
-// for a finite max m and NaN for an infinite one. One max and two adds, no select: spelled with
-// vsel(has_pos_inf(a, b), NaN, b - a) it cost the two-class weighted_ce forward 11 % and its
-// backward 14 % (one thread, 2 x 112 x 112 x 80; -ffast-math would fold m - m, the build does not
-// use it).
+// for a finite max m and NaN for an infinite one. One max and two adds, no select: spelled
+// vsel(has_pos_inf(a, b), NaN, b - a) it made the two-class weighted_ce forward 11 % slower, this
+// form 2 % (one thread, 2 x 112 x 112 x 80; benchmarks/RESULTS.md, seventh session).
+// -ffast-math would fold m - m to 0; the build does not use it.
 template <typename A>
 NS_HD A two_class_diff(A a, A b) {
   const A m = a > b ? a : b;
