@@ -67,8 +67,8 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     image gate from image_threshold or the image_keep lowest image_uncertainty (at most one given).
     Returns (loss: the (N, *spatial) map for reduction "none", else 0-dim, in the student's dtype;
     gate (N, *spatial) bool; image gate (N,) bool; stats (4,) in the accumulation dtype =
-    [number of non-ignored pixels, trusted fraction of them, fraction of images kept, labels out
-    of range (0: a label outside [0, C) raises)];
+    [number of non-ignored pixels, trusted fraction of them, fraction of images kept, number of
+    labels outside [0, C) (0 whenever this returns: any such label raises)];
     dloss: d loss_pixel / d student_logits (N, C, *spatial) in the accumulation dtype if
     want_grad, else an empty (0,) tensor; for "mean" on the CPU divided by the number of
     non-ignored pixels, counted first: :func:`_prescaled`). One kernel call: the image gate, one
