@@ -3,8 +3,8 @@
 // int64 labels), the library's kernels (through the same launchers the package uses) beside
 // variants that give each thread V consecutive pixels (16-byte loads for V = 4), and a plain
 // read-only and copy kernel for the ceilings. Checks that every variant writes the library's
-// mean / u bits. Then both of the issue's shapes with finer part splits (parts_sweep). Built and
-// run by gpu_check.sh's "probe" stage:
+// mean / u bits. Then both of the issue's shapes with finer part splits (parts_sweep), and the
+// small operations around the passes (small_ops). Built and run by gpu_check.sh's "probe" stage:
 //   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -Icsrc benchmarks/cuda_probe_pint.cu -o probe
 #include <algorithm>
 #include <cstdio>
@@ -230,6 +230,116 @@ void parts_sweep(Timer& timer, int T, int N, int S) {
     cudaFree(p);
 }
 
+// The small operations around PINT's passes: each launch beside its pass (the library's own
+// sequences timed with events), and a loss forward whose last block finishes the reduction (one
+// launch fewer; a __device__ counter that the last block resets to 0, so it needs no memset).
+__device__ unsigned int g_blocks_done = 0;
+
+template <int V, typename Body, typename Finish>
+__global__ __launch_bounds__(kThreads, 4) void loss_last_block_kernel(int64_t cols, int parts, int n, double* partials,
+                                                                       Body body, Finish fin) {
+  const int part = blockIdx.x;
+  const int begin = int(int64_t(n) * part / parts) / V * V, end = int(int64_t(n) * (part + 1) / parts) / V * V;
+  float acc[4] = {};
+  for (int i = begin + int(threadIdx.x) * V; i < end; i += kThreads * V) {
+    const int row = i / int(cols);
+    body.template strip<V>(row, i - row * int(cols), i, V, acc);
+  }
+  block_write_partials<4>(acc, partials, part);
+  __shared__ bool last;
+  if (threadIdx.x == 0) {
+    __threadfence();  // this block's partials (written by thread 0) before its count
+    last = atomicAdd(&g_blocks_done, 1u) == unsigned(gridDim.x) - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  double a[4] = {};
+  for (int p = threadIdx.x; p < parts; p += blockDim.x)
+    for (int k = 0; k < 4; ++k) a[k] += __ldcg(partials + p * 4 + k);  // L2: other blocks' writes
+  double sums[4];
+  block_sum<4>(a, sums);
+  if (threadIdx.x == 0) {
+    fin.finish(0, sums);
+    g_blocks_done = 0;
+  }
+}
+
+void small_ops(Timer& timer, int T, int N, int S) {
+  const int64_t npix = int64_t(N) * S, nx = int64_t(T) * N * 2 * S;
+  const int loss_parts = int(std::max<int64_t>(1, std::min<int64_t>(2048, (npix + 2047) / 2048)));
+  const int mc_parts = N * std::max(1, (loss_parts + N - 1) / N);
+  float *x = dalloc<float>(nx), *student = dalloc<float>(N * 2 * S), *mean = dalloc<float>(N * 2 * S),
+        *u = dalloc<float>(npix), *dloss = dalloc<float>(N * 2 * S), *grad = dalloc<float>(N * 2 * S),
+        *image = dalloc<float>(N), *bad = dalloc<float>(N), *loss = dalloc<float>(1), *stats = dalloc<float>(4),
+        *stats2 = dalloc<float>(4), *g = dalloc<float>(1);
+  int64_t* target = dalloc<int64_t>(npix);
+  uint8_t *gate = dalloc<uint8_t>(npix), *image_gate = dalloc<uint8_t>(N);
+  double* partials = dalloc<double>(4 * std::max(mc_parts, loss_parts));
+  fill_kernel<<<1024, 256>>>(x, nx, 11u);
+  fill_kernel<<<1024, 256>>>(student, N * 2 * S, 13u);
+  labels_kernel<<<1024, 256>>>(target, npix);
+  const float one = 1.f;
+  check(cudaMemcpy(g, &one, 4, cudaMemcpyHostToDevice), "g");
+  check(cudaDeviceSynchronize(), "inputs");
+  const CudaStripLauncher launch{0, "probe"};
+
+  PintArgs mc;
+  mc.dtype = kFloat32; mc.label_dtype = kInt64;
+  mc.x = uintptr_t(x); mc.target = uintptr_t(target); mc.partials = uintptr_t(partials);
+  mc.T = T; mc.N = N; mc.C = 2; mc.S = S; mc.parts = mc_parts;
+  mc.mean = uintptr_t(mean); mc.u = uintptr_t(u); mc.image = uintptr_t(image); mc.bad = uintptr_t(bad);
+  pint_mc_stacked(mc, launch);
+  PintArgs lf = mc;
+  lf.x = uintptr_t(student); lf.parts = loss_parts; lf.mu = uintptr_t(mean); lf.u = uintptr_t(u);
+  lf.image_u = uintptr_t(image); lf.image_mode = 2; lf.keep = std::max(1, N / 2);
+  lf.image_gate = uintptr_t(image_gate); lf.gate = uintptr_t(gate); lf.loss = uintptr_t(loss);
+  lf.stats = uintptr_t(stats); lf.dloss = uintptr_t(dloss); lf.has_pixel_threshold = true;
+  lf.pixel_threshold = 0.5; lf.reduction = pint::kMean;
+  PintArgs bw;
+  bw.dtype = kFloat32; bw.N = N; bw.C = 2; bw.S = S; bw.parts = loss_parts; bw.dloss = uintptr_t(dloss);
+  bw.g = uintptr_t(g); bw.stats = uintptr_t(stats); bw.grad = uintptr_t(grad); bw.reduction = pint::kMean;
+  pint_loss_forward(lf, launch);
+  check(cudaDeviceSynchronize(), "library step");
+
+  std::printf("\nsmall operations, T=%d N=%d C=2 S=%d (mc parts %d, loss parts %d)\n", T, N, S, mc_parts, loss_parts);
+  auto row = [](const char* name, double us) { std::printf("%-52s %9.1f\n", name, us); };
+  pint::McStacked<float, int64_t> mcb{x, target, mean, u, T, N, 2, S, -100, 1.f};
+  row("uncertainty kernel alone", timer.median_us([&] { launch.launch_strips<4, uint32_t, 3, float>(N, S, mc_parts, partials, T + 1, mcb); }));
+  row("library mc_uncertainty (kernel + image finish)", timer.median_us([&] { pint_mc_stacked(mc, launch); }));
+  pint::LossForward<float, int64_t> lfb{student, target, mean, u, image_gate, gate, nullptr, dloss,
+                                        2, S, -100, 0.5f, 1.f, true, 1.f};
+  const OnePassDevice<decltype(lfb)> lf1{lfb};
+  const pint::ImageGate<float> ig{image, image_gate, N, 2, 0.f, lf.keep};
+  const pint::LossFinish<float, float> fin{loss, stats2, image_gate, N, pint::kMean};
+  const double pass = timer.median_us([&] { launch.launch_strips<2, uint32_t, 4, float>(N, S, loss_parts, partials, 1, lf1); });
+  row("loss forward kernel alone", pass);
+  row("image gate kernel alone", timer.median_us([&] { launch.each_index(N, ig); }));
+  row("loss finish kernel alone", timer.median_us([&] { launch.finish_rows<4>(1, loss_parts, partials, fin); }));
+  row("library pint_loss forward (gate + kernel + finish)", timer.median_us([&] { pint_loss_forward(lf, launch); }));
+  const double lb_us = timer.median_us([&] {
+    loss_last_block_kernel<2><<<loss_parts, kThreads>>>(S, loss_parts, int(npix), partials, lfb, fin);
+  });
+  std::vector<float> h1(4), h2(4);
+  cudaMemcpy(h1.data(), stats, 16, cudaMemcpyDeviceToHost);
+  cudaMemcpy(h2.data(), stats2, 16, cudaMemcpyDeviceToHost);
+  char name[96];
+  std::snprintf(name, sizeof name, "loss kernel, last block finishes (stats %s)",
+                std::memcmp(h1.data(), h2.data(), 12) == 0 ? "same bits" : "differ");
+  row(name, lb_us);
+  row("library backward", timer.median_us([&] { pint_loss_backward(bw, launch); }));
+  row("library step: mc + loss forward + backward", timer.median_us([&] {
+    pint_mc_stacked(mc, launch);
+    pint_loss_forward(lf, launch);
+    pint_loss_backward(bw, launch);
+  }));
+  check(cudaDeviceSynchronize(), "small ops");
+  for (void* p : {(void*)x, (void*)student, (void*)mean, (void*)u, (void*)dloss, (void*)grad, (void*)image, (void*)bad,
+                  (void*)loss, (void*)stats, (void*)stats2, (void*)g, (void*)target, (void*)gate, (void*)image_gate,
+                  (void*)partials})
+    cudaFree(p);
+}
+
 }  // namespace
 
 int main() {
@@ -305,6 +415,8 @@ int main() {
   check(cudaDeviceSynchronize(), "end");
   parts_sweep(timer, 8, 16, 128 * 128);   // the issue's 2D shape
   parts_sweep(timer, kT, kN, kS);         // and its 3D shape
+  small_ops(timer, 8, 16, 128 * 128);
+  small_ops(timer, kT, kN, kS);
   check(cudaDeviceSynchronize(), "end");
   return 0;
 }

@@ -12,7 +12,8 @@
 # CPU path there, when a MONAI wheel travels in .whl/: carry it, it is installed first);
 # GPU_PROFILE_CASES [weighted_ce pint other] the profile's case groups (read by gpu_profile.py).
 # Stage "probe" (not in the default) builds and runs benchmarks/cuda_probe_pint.cu (thread-mapping
-# variants of PINT's kernels beside the library's) before the package build, which it does not need:
+# variants of PINT's kernels beside the library's, finer part splits, the small operations around
+# the passes and a last-block finish) before the package build, which it does not need:
 # GPU_CHECK_STAGES=probe alone skips the build.
 # Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt, probe.txt.
 # python -P: from the repo root, the source tree (no compiled _C) must not shadow the installed package;
