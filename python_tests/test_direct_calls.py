@@ -95,6 +95,33 @@ def test_pint_paths_agree(device):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_no_gradient_wanted_skips_the_autograd_node(device):
+    """Under no_grad, or with no input that requires a gradient, the direct path calls the
+    implementation itself (no autograd.Function): same values as the custom op, no graph; with a
+    gradient wanted it still builds the node."""
+    x = torch.randn(2, 3, 5, 4, device=device)
+    y = torch.randint(0, 3, (2, 5, 4), device=device)
+    w = torch.rand(2, 5, 4, device=device)
+    mu, u, _ = noisyseg_ext.mc_uncertainty(torch.randn(3, 2, 3, 5, 4, device=device))
+    xg = x.clone().requires_grad_()
+
+    def run():
+        with torch.no_grad():
+            a = noisyseg_ext.weighted_ce(xg, y, w)
+            b = noisyseg_ext.pint_loss(xg, y, mu, u, pixel_threshold=0.8, image_keep_ratio=0.5)
+        c = noisyseg_ext.weighted_ce(x, y, w, reduction="none")  # nothing requires a gradient
+        d = noisyseg_ext.pint_loss(x, y, mu, u, pixel_threshold=0.8)
+        return a, b.loss, b.gate, b.image_gate, b.pixel_trusted_fraction, c, d.loss
+
+    on, off = both_paths(run)
+    for a, b in zip(on, off):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert a.grad_fn is None and not a.requires_grad
+    with direct_calls(True):
+        assert noisyseg_ext.weighted_ce(xg, y, w).grad_fn is not None
+        assert noisyseg_ext.pint_loss(xg, y, mu, u).loss.grad_fn is not None
+
+
 def test_morphology_distance_and_elastic_paths_agree(device):
     masks = torch.rand(2, 12, 10, device=device) > 0.6
     disp = noisyseg_ext.random_displacement(2, 2.0, 3, ndim=2, generator=torch.Generator().manual_seed(0))

@@ -82,8 +82,13 @@ def apply(impl: Callable, setup_context: Callable, backward: Callable, *args):
 
 def pick_with_grad(impl: Callable, setup_context: Callable, backward: Callable, op: Callable,
                    *tensors) -> Callable:
-    """:func:`pick` for an op with a gradient: ``impl`` run through :func:`apply` with the op's
-    autograd formula when :func:`enabled_for` the tensors, else ``op``."""
+    """:func:`pick` for an op with a gradient: when :func:`enabled_for` the tensors (which must
+    include every input that can take a gradient), ``impl`` itself if no gradient can be asked for
+    (grad mode off, or no tensor requires one: evaluation loops skip the autograd.Function, about
+    10 us a call), else ``impl`` run through :func:`apply` with the op's autograd formula; otherwise
+    ``op``."""
     if enabled_for(*tensors):
+        if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
+            return impl
         return lambda *args: apply(impl, setup_context, backward, *args)
     return op
