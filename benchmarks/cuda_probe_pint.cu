@@ -180,6 +180,11 @@ size_t mismatches(const float* a, const float* b, size_t n) {
   return bad;
 }
 
+// The package's part counts (noisyseg_ext/ops/_kernels.py num_parts, mc_uncertainty.py
+// _image_parts): about 2048 pixels a part, at most 2048; the uncertainty's a multiple of N.
+int loss_parts_for(int64_t npix) { return int(std::max<int64_t>(1, std::min<int64_t>(2048, (npix + 2047) / 2048))); }
+int image_parts_for(int N, int64_t npix) { return N * std::max(1, (loss_parts_for(npix) + N - 1) / N); }
+
 // The library's two-class kernels on one shape with the part count the package uses (about 2048
 // pixels a part, a multiple of N) and with finer splits: the 2D shape has 128 parts for 132
 // multiprocessors, so a thread runs two groups of pixels one after the other (latency-bound).
@@ -187,7 +192,7 @@ size_t mismatches(const float* a, const float* b, size_t n) {
 // alike). Checks that every split writes the same mean / u bits.
 void parts_sweep(Timer& timer, int T, int N, int S) {
   const int64_t npix = int64_t(N) * S, nx = int64_t(T) * N * 2 * S;
-  const int base = int(N * std::max<int64_t>(1, (std::min<int64_t>(2048, (npix + 2047) / 2048) + N - 1) / N));
+  const int base = image_parts_for(N, npix);
   float *x = dalloc<float>(nx), *student = dalloc<float>(N * 2 * S), *mean = dalloc<float>(N * 2 * S),
         *u = dalloc<float>(npix), *mean_ref = dalloc<float>(N * 2 * S), *u_ref = dalloc<float>(npix),
         *dloss = dalloc<float>(N * 2 * S);
@@ -267,8 +272,7 @@ __global__ __launch_bounds__(kThreads, 4) void loss_last_block_kernel(int64_t co
 
 void small_ops(Timer& timer, int T, int N, int S) {
   const int64_t npix = int64_t(N) * S, nx = int64_t(T) * N * 2 * S;
-  const int loss_parts = int(std::max<int64_t>(1, std::min<int64_t>(2048, (npix + 2047) / 2048)));
-  const int mc_parts = N * std::max(1, (loss_parts + N - 1) / N);
+  const int loss_parts = loss_parts_for(npix), mc_parts = image_parts_for(N, npix);
   float *x = dalloc<float>(nx), *student = dalloc<float>(N * 2 * S), *mean = dalloc<float>(N * 2 * S),
         *u = dalloc<float>(npix), *dloss = dalloc<float>(N * 2 * S), *grad = dalloc<float>(N * 2 * S),
         *image = dalloc<float>(N), *bad = dalloc<float>(N), *loss = dalloc<float>(1), *stats = dalloc<float>(4),
@@ -347,7 +351,7 @@ int main() {
   cudaGetDeviceProperties(&prop, 0);
   std::printf("device: %s, %d SMs, L2 %d MiB\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   const int64_t npix = int64_t(kN) * kS, nx = int64_t(kT) * kN * kC * kS;
-  const int parts = int(kN * std::max<int64_t>(1, (std::min<int64_t>(2048, (npix + 2047) / 2048) + kN - 1) / kN));
+  const int parts = image_parts_for(kN, npix);
   float* x = dalloc<float>(nx);
   float* student = dalloc<float>(kN * kC * kS);
   int64_t* target = dalloc<int64_t>(npix);

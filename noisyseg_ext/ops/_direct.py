@@ -84,9 +84,9 @@ def pick_with_grad(impl: Callable, setup_context: Callable, backward: Callable, 
                    *tensors) -> Callable:
     """:func:`pick` for an op with a gradient: when :func:`enabled_for` the tensors (which must
     include every input that can take a gradient), ``impl`` itself if no gradient can be asked for
-    (grad mode off, or no tensor requires one: evaluation loops skip the autograd.Function, about
-    10 us a call), else ``impl`` run through :func:`apply` with the op's autograd formula; otherwise
-    ``op``."""
+    (grad mode off, or no tensor requires one: evaluation loops skip the autograd.Function; a
+    tiny pint_loss call under no_grad took 45-55 instead of 72-86 us on the CPU), else ``impl`` run
+    through :func:`apply` with the op's autograd formula; otherwise ``op``."""
     if enabled_for(*tensors):
         if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
             return impl
