@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _direct, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, label_checks, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 
@@ -64,9 +64,10 @@ def _image_outputs(n: int, s: int, acc: torch.dtype, device: torch.device, targe
 
 
 def _check_labels(bad: Optional[Tensor], target: Optional[Tensor], c: int, ignore_index: int) -> None:
-    """Raises for labels out of range counted in bad (reads it: synchronises on CUDA)."""
-    if bad is not None and any(v > 0 for v in bad.tolist()):
-        _checks.raise_bad_label("mc_uncertainty", target, c, ignore_index)
+    """Raises for labels out of range counted in bad (see label_checks for when it is read)."""
+    if bad is not None:
+        label_checks.record("mc_uncertainty", bad,
+                            lambda: _checks.raise_bad_label("mc_uncertainty", target, c, ignore_index))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _direct, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, label_checks, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -102,8 +102,8 @@ def _fwd_impl(student_logits: Tensor, target: Tensor, mean_prob: Tensor, pixel_u
     a.partials, a.dloss = _kernels.ptr(partials), _kernels.ptr(dloss)
     a.prescale = want_grad and _prescaled(dev, reduction)
     _C.pint_loss_forward(a, *_kernels.device_args(x))
-    if stats[3].item() > 0:  # reads the count: synchronises on CUDA
-        _checks.raise_bad_label("pint_loss", target, x.shape[1], ignore_index)
+    label_checks.record("pint_loss", stats[3],
+                        lambda: _checks.raise_bad_label("pint_loss", target, x.shape[1], ignore_index))
     return loss, gate, image_gate, stats, dloss
 
 

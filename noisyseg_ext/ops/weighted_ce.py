@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from noisyseg_ext.ops import _checks, _direct, _kernels, reference
+from noisyseg_ext.ops import _checks, _direct, _kernels, label_checks, reference
 from noisyseg_ext.ops._kernels import C as _C
 
 REDUCTIONS = ("none", "mean", "sum", "weighted_mean")
@@ -57,8 +57,8 @@ def _fwd_impl(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_i
     a.loss_map, a.partials = _kernels.ptr(loss_map), _kernels.ptr(partials)
     _C.weighted_ce_forward(a, *_kernels.device_args(logits))
     stats = partials.sum(0)  # [sum w*CE, valid pixels, sum w over valid, labels out of range]
-    if stats[3].item() > 0:
-        _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index)
+    label_checks.record("weighted_ce", stats[3],
+                        lambda: _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index))
     out = loss_map if want_map else stats[0].to(acc, copy=True)
     return out, stats[1].clone(), stats[2].to(acc, copy=True)
 
