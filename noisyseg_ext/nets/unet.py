@@ -5,63 +5,59 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def _conv(dims: int):
-    return nn.Conv2d if dims == 2 else nn.Conv3d
-
-
-def _norm(kind: str, dims: int, channels: int) -> nn.Module:
-    if kind == "batch":
-        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
-    if kind == "instance":
-        return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    raise ValueError(f"UNet: norm must be 'batch', 'instance' or 'group'; got {kind!r}")
+from noisyseg_ext.nets.layers import (channel_dropout, check_dims, check_input, check_norm, conv_cls,
+                                      conv_transpose_cls, norm_layer)
 
 
 class _Block(nn.Sequential):
+    """Two (conv 3 -> norm -> ReLU), then channel dropout when ``dropout`` > 0."""
+
     def __init__(self, cin: int, cout: int, dims: int, norm: str, dropout: float):
-        conv = _conv(dims)
-        layers = [conv(cin, cout, 3, padding=1, bias=False), _norm(norm, dims, cout), nn.ReLU(inplace=True),
-                  conv(cout, cout, 3, padding=1, bias=False), _norm(norm, dims, cout), nn.ReLU(inplace=True)]
+        conv = conv_cls(dims)
+        bias = norm == "none"  # a bias before a normalisation layer is cancelled by it
+        layers = [conv(cin, cout, 3, padding=1, bias=bias), norm_layer(norm, dims, cout), nn.ReLU(inplace=True),
+                  conv(cout, cout, 3, padding=1, bias=bias), norm_layer(norm, dims, cout), nn.ReLU(inplace=True)]
         if dropout:
-            layers.append((nn.Dropout2d if dims == 2 else nn.Dropout3d)(dropout))
+            layers.append(channel_dropout(dims, dropout))
         super().__init__(*layers)
 
 
 class UNet(nn.Module):
-    """U-Net: ``depth`` resolution levels, ``base`` channels at the top, doubling per level.
+    """U-Net: ``depth`` resolution levels, ``base`` channels at the top, doubling per level; max-pool
+    down, transposed conv up, skips concatenated.
 
-    Input (N, in_channels, *spatial) with every spatial size divisible by 2**(depth-1);
-    output logits (N, num_classes, *spatial). ``dims`` 2 or 3; ``norm`` "batch" / "instance" /
-    "group"; ``dropout`` after each decoder block (used by mean-teacher perturbations).
+    Input (N, in_channels, *spatial) float, every spatial size divisible by :attr:`size_multiple`
+    = 2**(depth-1) (else ValueError); output logits (N, num_classes, *spatial) in the input's dtype.
+    ``dims`` 2 or 3; ``norm`` "batch" / "instance" / "group" / "none"; ``dropout`` (a probability,
+    0 = off) after each decoder block (used by mean-teacher perturbations). The module holds no
+    state outside its parameters and registered buffers, so ``torch.func.functional_call`` and
+    ``torch.func.jvp`` apply.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, *, base: int = 16, depth: int = 4,
                  dims: int = 2, norm: str = "batch", dropout: float = 0.0):
         super().__init__()
-        if dims not in (2, 3):
-            raise ValueError(f"UNet: dims must be 2 or 3; got {dims}")
+        check_dims(dims, "UNet")
+        check_norm(norm, "UNet")
         if depth < 1:
             raise ValueError(f"UNet: depth must be >= 1; got {depth}")
+        channel_dropout(dims, dropout)  # validates the probability
         self.dims, self.depth = dims, depth
+        self.size_multiple = 2 ** (depth - 1)
         chans = [base * 2**i for i in range(depth)]
         self.down = nn.ModuleList()
         cin = in_channels
         for c in chans:
             self.down.append(_Block(cin, c, dims, norm, 0.0))
             cin = c
-        up_conv = nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose3d
+        up_conv = conv_transpose_cls(dims)
         self.up = nn.ModuleList(up_conv(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth - 1)))
         self.dec = nn.ModuleList(_Block(2 * chans[i], chans[i], dims, norm, dropout) for i in reversed(range(depth - 1)))
-        self.head = _conv(dims)(chans[0], num_classes, 1)
+        self.head = conv_cls(dims)(chans[0], num_classes, 1)
         self.pool = nn.MaxPool2d(2) if dims == 2 else nn.MaxPool3d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        factor = 2 ** (self.depth - 1)
-        if any(s % factor for s in x.shape[2:]):
-            raise ValueError(f"UNet: spatial sizes {tuple(x.shape[2:])} must be divisible by {factor}")
+        check_input(x.shape, self.dims, self.size_multiple, "UNet")
         skips = []
         for i, block in enumerate(self.down):
             x = block(x)
