@@ -199,7 +199,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     # network
     Option("net", "unet", "network", str, ("unet", "vnet"), group="network"),
     Option("base", 16, "channels of the first level", _positive_int, group="network"),
-    Option("depth", 4, "resolution levels", _positive_int, group="network"),
+    Option("depth", None, "resolution levels (default: the network's own, unet 4, vnet 5)", optional(_positive_int),
+           group="network"),
     Option("norm", "batch", "normalisation layers", str, ("batch", "instance", "group"), group="network"),
     Option("dropout", 0.0, "dropout probability in the decoder (mean-teacher methods perturb with it)",
            _fraction, group="network"),
