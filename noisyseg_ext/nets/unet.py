@@ -52,7 +52,8 @@ class UNet(nn.Module):
             cin = c
         up_conv = conv_transpose_cls(dims)
         self.up = nn.ModuleList(up_conv(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth - 1)))
-        self.dec = nn.ModuleList(_Block(2 * chans[i], chans[i], dims, norm, dropout) for i in reversed(range(depth - 1)))
+        self.dec = nn.ModuleList(_Block(2 * chans[i], chans[i], dims, norm, dropout)
+                                 for i in reversed(range(depth - 1)))
         self.head = conv_cls(dims)(chans[0], num_classes, 1)
         self.pool = nn.MaxPool2d(2) if dims == 2 else nn.MaxPool3d(2)
 

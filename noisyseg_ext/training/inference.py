@@ -44,6 +44,12 @@ def _forward(net: nn.Module, x: Tensor, autocast: AutocastFactory, num_spatial: 
     return y.float()
 
 
+def _describe(x) -> str:
+    if isinstance(x, Tensor):
+        return f"{x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
 def _check_args(multiple: int, batch: int, overlap: float) -> None:
     if not isinstance(multiple, int) or multiple < 1:
         raise ValueError(f"multiple must be a positive int; got {multiple!r}")
@@ -67,18 +73,21 @@ def window_starts(size: int, patch: int, overlap: float) -> list[int]:
 
 def gaussian_importance(patch: Sequence[int], *, sigma_scale: float = 0.125, device=None) -> Tensor:
     """Importance weights (*patch) float32 of one window: a separable Gaussian with sigma =
-    ``sigma_scale`` x the patch size per axis (nnU-Net's 1/8), maximum 1, floored at 1e-3.
+    ``sigma_scale`` x the patch size per axis (nnU-Net's 1/8), 1 at the centre (0.97 per even axis,
+    whose centre falls between pixels). Only ratios matter: the blend divides by the weight sum.
 
-    Centred at (p - 1) / 2 (the window's true centre, so both halves weigh alike), as MONAI's
-    ``compute_importance_map``; nnU-Net places the peak at p // 2, half a pixel off for even p. The
-    floor is MONAI's, and plays the role of nnU-Net's replacement of zeros: no pixel of a window has
-    a (near-)zero weight, so the weight sum is never tiny where only window corners reach.
+    Centred at (p - 1) / 2, the window's true centre, as MONAI's ``compute_importance_map``, so both
+    halves weigh alike (nnU-Net's ``compute_gaussian`` puts the peak at p // 2, half a pixel off for
+    even p). No floor beyond keeping weights positive, as nnU-Net (which only replaces zeros): MONAI
+    clamps at 1e-3, which near the image's corners, where all covering windows weigh ~1e-3 or less,
+    lets a window's unreliable border count as much as another window's interior (measured in
+    ``test_inference.py``).
     """
     w = torch.ones((), dtype=torch.float32, device=device)
     for p in patch:
         x = torch.arange(p, dtype=torch.float32, device=device) - (p - 1) / 2.0
         w = w.unsqueeze(-1) * torch.exp(-0.5 * (x / (sigma_scale * p)) ** 2)
-    return w.clamp_(min=1e-3)
+    return w.clamp_(min=torch.finfo(torch.float32).tiny)
 
 
 @torch.no_grad()
@@ -106,7 +115,7 @@ def predict_logits(net: nn.Module, image: Tensor, *, multiple: int = 1, patch: O
     _check_args(multiple, batch, overlap)
     if not isinstance(image, Tensor) or not image.is_floating_point() or not 2 <= image.dim() <= 4:
         raise ValueError("predict_logits: image must be a float tensor (C_in, *spatial) with 1 to 3 spatial axes; "
-                         f"got {type(image).__name__} {getattr(image, 'dtype', '')} {tuple(getattr(image, 'shape', ()))}")
+                         f"got {_describe(image)}")
     spatial = tuple(image.shape[1:])
     if patch is None:
         padded = _pad_end(image, [_round_up(s, multiple) for s in spatial])
@@ -155,8 +164,8 @@ def predict_batch(net: nn.Module, images: Tensor, *, multiple: int = 1, batch: i
     _check_args(multiple, batch, 0.0)
     if not isinstance(images, Tensor) or not images.is_floating_point() or not 3 <= images.dim() <= 5 \
             or len(images) == 0:
-        raise ValueError("predict_batch: images must be a float tensor (N >= 1, C_in, *spatial), 1 to 3 spatial axes; "
-                         f"got {type(images).__name__} {getattr(images, 'dtype', '')} {tuple(getattr(images, 'shape', ()))}")
+        raise ValueError("predict_batch: images must be a float tensor (N >= 1, C_in, *spatial), 1 to 3 spatial "
+                         f"axes; got {_describe(images)}")
     spatial = tuple(images.shape[2:])
     crop = (slice(None), slice(None)) + tuple(slice(0, s) for s in spatial)
     padded = _pad_end(images, [_round_up(s, multiple) for s in spatial])
