@@ -1,12 +1,12 @@
 """HC18 fetal-head ultrasound: load images and masks from a folder, split by subject.
 
-Folder layout (as /work/shared/data/hc18): ``images/NAME.png`` (8-bit grey) and ``masks/NAME.png``
+Folder layout (as ../shared/data/hc18): ``images/NAME.png`` (8-bit grey) and ``masks/NAME.png``
 (0 = background, 255 = head). ``NNN_HC``, ``NNN_2HC``, ``NNN_3HC`` are one subject NNN: the split
 is by subject (the leading number of the file name), never by file, so no subject is in two splits.
 
 Example::
 
-    train = load_hc18("/work/shared/data/hc18", "train", size=(108, 160), pad_multiple=16)
+    train = load_hc18("../shared/data/hc18", "train", size=(108, 160), pad_multiple=16)
     train.images  # (N, 1, 112, 160) float32 in [0, 1]
     train.masks   # (N, 112, 160) uint8 class indices {0, 1}
     loader = torch.utils.data.DataLoader(HC18Dataset(train), batch_size=16, shuffle=True)
