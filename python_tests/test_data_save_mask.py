@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from noisyseg_ext.data import load_dataset, save_mask
+from noisyseg_ext.data import load_dataset, mask_file_name, save_mask
 from noisyseg_ext.data.readers import read_file
 from noisyseg_ext.errors import DataError
 
@@ -55,3 +55,8 @@ def test_npy_and_tiff(tmp_path):
     assert np.array_equal(np.load(tmp_path / "m.npy"), mask.numpy())
     save_mask(tmp_path / "m.tif", mask[:2] % 3)
     assert np.array_equal(read_file(str(tmp_path / "m.tif"), "mask").array, (mask[:2] % 3).numpy())
+
+
+def test_mask_file_names():
+    assert mask_file_name("012_HC.png") == "012_HC.png" and mask_file_name("la_003", ".nii.gz") == "la_003.nii.gz"
+    assert mask_file_name("case.nii.gz", ".png") == "case.png" and mask_file_name("v1.2_scan", ".npy") == "v1.2_scan.npy"

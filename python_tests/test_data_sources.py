@@ -3,6 +3,7 @@ embedded HC18 sample, tensors; resizing with spacing, normalisation, lazily read
 
 import json
 import os
+import pickle
 
 import nibabel as nib
 import numpy as np
@@ -220,6 +221,7 @@ def test_lazy_images_equal_eager(tmp_path):
     sub = lazy.subset([2, 0])
     assert isinstance(sub.images, LazyImages) and torch.equal(sub.images[0], eager.images[2])
     assert sub.names == ["c.png", "a.png"]
+    assert torch.equal(pickle.loads(pickle.dumps(sub.images))[1], eager.images[0])  # for spawned workers
 
 
 def test_shared_hc18_folder_if_present():

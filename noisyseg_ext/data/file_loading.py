@@ -98,8 +98,10 @@ def _load_case(case: FileCase, size, how: str, lazy: bool) -> _Loaded:
                    affine if affine is not None else mask_file.affine, spatial)
 
 
-def _lazy_image(case: FileCase, *, spatial, size, how: str, channels: int) -> Tensor:
-    """One image of a lazily loaded set, read and prepared exactly as the eager loader does."""
+def _lazy_image(key: tuple[FileCase, tuple[int, ...]], *, size, how: str, channels: int) -> Tensor:
+    """One image of a lazily loaded set (key: its case and mask shape), read and prepared exactly as
+    the eager loader does. A module-level function: picklable for spawned DataLoader workers."""
+    case, spatial = key
     image, expandable, _, _ = _read_image(case, spatial)
     return fit_channels(prepare_image(image, size, how), channels, expandable, case.image_paths[0])
 
@@ -149,8 +151,8 @@ def load_cases(cases: list[FileCase], *, size: Optional[Sequence[int]], normaliz
     dtype = mask_dtype(n_classes)
     if lazy_images:
         images: Sequence[Tensor] = LazyImages(
-            lambda key: _lazy_image(cases[key[0]], spatial=key[1], size=size, how=normalize, channels=in_channels),
-            [(i, x.original_shape) for i, x in enumerate(loaded)])
+            functools.partial(_lazy_image, size=size, how=normalize, channels=in_channels),
+            [(c, x.original_shape) for c, x in zip(cases, loaded)])
     else:
         images = [fit_channels(x.image, in_channels, x.expandable, c.image_paths[0]) for x, c in zip(loaded, cases)]
     return SegmentationSet(

@@ -10,9 +10,17 @@ from PIL import Image
 from torch import Tensor
 
 from noisyseg_ext.errors import DataError
-from noisyseg_ext.data.readers import NIFTI_ENDINGS, TIFF_ENDINGS, file_ending
+from noisyseg_ext.data.readers import IMAGE_ENDINGS, NIFTI_ENDINGS, TIFF_ENDINGS, file_ending
 
 MASK_WRITE_ENDINGS = (".png",) + TIFF_ENDINGS + (".npy",) + NIFTI_ENDINGS
+
+
+def mask_file_name(name: str, ending: str = ".png") -> str:
+    """The file name of an item's mask: its name without an image ending, plus ``ending``
+    (``"012_HC.png"`` -> ``"012_HC.png"``, ``"la_003"`` + ``".nii.gz"`` -> ``"la_003.nii.gz"``)."""
+    current = file_ending(name)
+    stem = name[: -len(current)] if current in IMAGE_ENDINGS else name
+    return stem + ending
 
 
 def _affine_of(like: Optional[str]) -> Optional[np.ndarray]:

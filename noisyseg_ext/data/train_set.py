@@ -27,7 +27,8 @@ from noisyseg_ext.noise.overlap import dice_per_sample
 from noisyseg_ext.noise.protocols import PROTOCOLS, corrupt_labels
 from noisyseg_ext.noise.records import NoiseRecord
 
-_CHUNK = 64  # masks per corrupt_labels call (bounds the stacked copy for large volumes)
+# Masks per corrupt_labels call: up to 64, and at most ~256 MiB of stacked masks (large volumes).
+_CHUNK, _CHUNK_BYTES = 64, 256 << 20
 
 
 def stack_samples(items: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -109,8 +110,10 @@ class TrainSet:
         for i, m in enumerate(self.clean):
             by_shape[tuple(m.shape)].append(i)
         for rows in by_shape.values():
-            for start in range(0, len(rows), _CHUNK):
-                chunk = rows[start:start + _CHUNK]
+            first = self.clean[rows[0]]
+            step = max(1, min(_CHUNK, _CHUNK_BYTES // max(1, first.numel() * first.element_size())))
+            for start in range(0, len(rows), step):
+                chunk = rows[start:start + step]
                 try:
                     out, recs = corrupt_labels(torch.stack([self.clean[i] for i in chunk]), noise, ratio,
                                                seed=self.seed, indices=chunk, num_samples=n, **params)
