@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from noisyseg_ext.errors import ConfigError, DataError
-from noisyseg_ext.data.augment import AUGMENT_DRAWS, Augmentation, augment
+from noisyseg_ext.data.augment import AUGMENT_DRAWS, Augmentation
+from noisyseg_ext.data.augment import augment as augment_sample
 from noisyseg_ext.data.batch_order import BatchOrder
 from noisyseg_ext.data.items import fmt_shape
 from noisyseg_ext.data.patches import PATCH_DRAWS, crop, foreground_voxels, patch_start
@@ -142,8 +143,9 @@ class TrainSet:
             fg = self._foreground[index] = foreground_voxels(label)
         return fg
 
-    def sample(self, index: int, key: int) -> dict[str, Tensor]:
-        """Sample ``index`` (0..len-1) transformed with the random numbers of ``key`` (int >= 0).
+    def sample(self, index: int, key: int, *, augment: Optional[bool] = None) -> dict[str, Tensor]:
+        """Sample ``index`` (0..len-1) transformed with the random numbers of ``key`` (int >= 0);
+        ``augment`` False skips the augmentation (None: the set's setting).
 
         Returns {"image": (C, *sp) float32, "label": (*sp) int64 (noisy), "clean": (*sp) int64,
         "index": () int64}; *sp = the patch size, or the image size padded to pad_multiple."""
@@ -156,8 +158,8 @@ class TrainSet:
             start = patch_start(labels.shape[1:], self.patch, self.fg_ratio, u[AUGMENT_DRAWS:],
                                 self._patch_centres(index, labels[0]))
             image, labels = crop(image, start, self.patch), crop(labels, start, self.patch)
-        if self.augment:
-            image, labels = augment(image, labels, u[:AUGMENT_DRAWS], self.augmentation)
+        if self.augment if augment is None else augment:
+            image, labels = augment_sample(image, labels, u[:AUGMENT_DRAWS], self.augmentation)
         if self.patch is None and self.pad_multiple > 1:
             target = padded_shape(labels.shape[1:], self.pad_multiple)
             image, labels = pad_to(image, target), pad_to(labels, target)
@@ -168,3 +170,8 @@ class TrainSet:
         """The samples at global ``positions`` of ``order``, stacked: image (B, C, *sp) float32, label
         (B, *sp) int64, clean (B, *sp) int64, index (B,) int64; item p = sample(order.index(p), key=p)."""
         return stack_samples([self.sample(order.index(p), key=p) for p in positions])
+
+    def fixed_batch(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """Samples ``indices`` without augmentation (patches drawn with key 0), stacked as :meth:`batch`:
+        the same batch at every call, for diagnostics and figures."""
+        return stack_samples([self.sample(i, key=0, augment=False) for i in indices])

@@ -95,6 +95,8 @@ class Trainer:
         self.data = data if data is not None else data_mod.load_dataset(
             config.data, size=config.size, subject_regex=config.subject_regex, noisy_masks=config.noisy_masks,
             normalize=config.normalize)
+        if config.patch is None:
+            self.data.require_same_size()  # before the split: the clearest place for this error
         self.splits = self._splits(data_mod)
         for name in ("train", "val", "test"):
             if not self.splits[name]:
@@ -200,10 +202,14 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def fit(self) -> dict[str, Any]:
+    def fit(self, until: Optional[int] = None) -> dict[str, Any]:
         """Trains from the current step to ``--steps``, evaluating and checkpointing on the way; then
         evaluates the final network on the test split, writes results.json and figures, prints the
-        table, and returns the results (rank 0; other ranks return {})."""
+        table, and returns the results (rank 0; other ranks return {}).
+
+        ``until``: stop after that many steps in all (a checkpoint is written there) and return {}
+        without the final evaluation; a later ``Trainer(config.replace(resume=True)).fit()`` continues
+        exactly where this one stopped."""
         from tqdm import tqdm
 
         from noisyseg_ext import data as data_mod
@@ -221,7 +227,8 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{cfg.method}", unit="step", dynamic_ncols=True,
                    disable=cfg.quiet or not self.dist.is_main)
         try:
-            while self.step < cfg.steps:
+            stop = cfg.steps if until is None else min(until, cfg.steps)
+            while self.step < stop:
                 t0 = time.perf_counter()
                 batch = self._to_device(next(batches))
                 self._train_step(batch, self.step)
@@ -242,9 +249,14 @@ class Trainer:
                 if evaluate_now or self.step % checkpoint_every == 0:
                     self._check_finite()
                     self._save("last")
+            if self.step < cfg.steps and self.step % checkpoint_every:  # stopped early by ``until``
+                self._check_finite()
+                self._save("last")
         finally:
             bar.close()
             label_checks.set_label_check_mode(previous_mode)
+        if self.step < cfg.steps:
+            return {}
         results = self._final() if self.dist.is_main else {}
         distributed.barrier(self.dist)
         return results
@@ -302,8 +314,8 @@ class Trainer:
             return
         last = run_folder.checkpoint_path(self.out, "last")
         kept = f"the last good checkpoint is {last}" if os.path.isfile(last) else "no checkpoint was written yet"
-        raise TrainingDiverged(f"the loss became NaN or infinite at step {bad + 1} (method {self.config.method}, "
-                               f"lr {self.ctx.lr():g}); stopped; {kept}")
+        raise TrainingDiverged(f"the loss became NaN or infinite at step {bad + 1} of {self.config.steps} "
+                               f"(method {self.config.method}, lr {self.ctx.lr():g}); stopped; {kept}")
 
     # -- evaluation -------------------------------------------------------------------------------
 
