@@ -20,5 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from noisyseg_ext.training import Trainer, make_config
 
+    from noisyseg_ext.training import distributed
+
     config = make_config(args.config, **explicit_values(args, all_options()))
-    return Trainer(config).fit()
+    try:
+        return Trainer(config).fit()
+    finally:
+        distributed.shutdown(distributed.from_environment())
