@@ -201,9 +201,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("base", 16, "channels of the first level", _positive_int, group="network"),
     Option("depth", None, "resolution levels (default: the network's own, unet 4, vnet 5)", optional(_positive_int),
            group="network"),
-    Option("norm", "batch", "normalisation layers", str, ("batch", "instance", "group"), group="network"),
-    Option("dropout", 0.0, "dropout probability in the decoder (mean-teacher methods perturb with it)",
-           _fraction, group="network"),
+    Option("norm", "batch", "normalisation layers", str, ("batch", "instance", "group", "none"), group="network"),
+    Option("dropout", 0.0, "dropout probability (unet: after each decoder block; vnet: at the bottom and before "
+           "the output, as UA-MT); the mean-teacher methods perturb their teacher with it", _fraction,
+           group="network"),
     # method and loss
     Option("method", "baseline", "training method (see `noisyseg train --help` for the list)", str, group="method"),
     Option("loss", "ce", "supervised loss on the training labels", str, ("ce", "ce+dice"), group="method"),
