@@ -39,6 +39,22 @@ def test_run_folder_contents(tmp_path):
     blob = load_checkpoint(str(out / "checkpoints" / "last.pt"))
     assert blob["step"] == 6 and state_equal(blob["net"], trainer.net.state_dict())
     assert results["dice"] == saved["dice"]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return
+    events = [f for f in os.listdir(out / "tensorboard") if f.startswith("events.out.tfevents")]
+    assert events and os.path.getsize(out / "tensorboard" / events[0]) > 0
+
+
+def test_3d_vnet_patches_and_sliding_windows(tmp_path):
+    from noisyseg_ext.data import synthetic_dataset
+
+    data = synthetic_dataset(12, (16, 16, 12), seed=1)
+    results, t = tiny_run(tmp_path / "v", data=data, net="vnet", depth=3, patch=(8, 8, 8), steps=3, eval_every=3,
+                          batch=2)
+    assert t.multiple == 4 and t._diagnostic_batch()["image"].shape[2:] == (8, 8, 8)
+    assert len(results["per_image"]) == len(t.test_data) and math.isfinite(results["hd95"])
 
 
 @pytest.mark.parametrize("method_options", [{}, {"dropout": 0.3, "optimizer": "sgd", "schedule": "cosine"}])
