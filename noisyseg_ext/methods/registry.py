@@ -11,8 +11,9 @@ from noisyseg_ext.errors import ConfigError
 _REGISTERED: dict[str, type] = {}
 
 # Modules whose import registers methods; extend when adding a module.
-_METHOD_MODULES = ("noisyseg_ext.methods.supervised", "noisyseg_ext.methods.meta.mwnet",
-                   "noisyseg_ext.methods.meta.l2rw", "noisyseg_ext.methods.meta.mcpm")
+_METHOD_MODULES = ("noisyseg_ext.methods.supervised", "noisyseg_ext.methods.mean_teacher",
+                   "noisyseg_ext.methods.meta.mwnet", "noisyseg_ext.methods.meta.l2rw",
+                   "noisyseg_ext.methods.meta.mcpm")
 
 
 def register_method(cls: type) -> type:
