@@ -240,8 +240,6 @@ def test_ce_plus_dice_and_head_parameters():
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match="fp16"):
-        make_method("mcpm", amp="fp16")
     with pytest.raises(ConfigError, match="matches no trainable parameter"):
         make_method("mwnet", meta_params="encoder")
     with pytest.raises(ConfigError, match="mcpm-normalize"):
@@ -270,3 +268,57 @@ def test_build_method_wraps_any_module():
         assert torch.isfinite(out["loss"])
     with pytest.raises(ConfigError, match="no 'head' submodule"):
         build_method("mwnet", net, opt, [{"image": image[4:], "label": clean[4:]}], meta_params="head")
+
+
+def _ddp_worker(rank, world, port, queue):
+    """One gloo process: two steps of mcpm (forward) and l2rw (reverse) on this rank's own batches
+    through a DDP-wrapped network; sends the networks, the real gradient and the weight net back."""
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    out = {}
+    for name, mode in [("mcpm", "forward"), ("l2rw", "reverse")]:
+        method, ctx, batches = make_method(name, meta_grad=mode, seed=0)
+        ctx.model = nn.parallel.DistributedDataParallel(ctx.net)
+        ctx.world_size, ctx.rank = world, rank
+        torch.manual_seed(rank)  # a different weight net on each rank: the broadcast must replace it
+        method = get_method(name)(ctx)
+        for step in range(2):
+            train_step(method, ctx, batches[(step + rank) % 3], step)  # each rank its own batches
+        grads = torch.cat([p.grad.reshape(-1) for p in ctx.net.parameters()])
+        weights = torch.cat([p.detach().reshape(-1) for p in list(ctx.net.parameters()) + list(method.parameters())])
+        out[name] = (grads.numpy().copy(), weights.numpy().copy())
+    queue.put((rank, out))
+    dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_two_processes_keep_one_network_and_one_weight_net():
+    """DDP (gloo, 2 processes, different batches per rank, different initial weight nets): after
+    each step the real gradient is the same on both ranks (averaged by DDP, although the virtual
+    steps called autograd.grad through the DDP forward) and so are the networks and weight nets."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spawn = mp.get_context("spawn")
+    queue = spawn.Queue()
+    procs = [spawn.Process(target=_ddp_worker, args=(r, 2, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=300) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for name in ("mcpm", "l2rw"):
+        (g0, w0), (g1, w1) = results[0][name], results[1][name]
+        assert abs(g0).max() > 0
+        assert (g0 == g1).all(), name
+        assert (w0 == w1).all(), name

@@ -41,13 +41,15 @@ paths draw the same ones.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
-from torch import Tensor, nn
 import torch.autograd.forward_ad as fwad
+from torch import Tensor, nn
 from torch.func import functional_call
+from torch.profiler import record_function
 
 from noisyseg_ext.errors import ConfigError
 from noisyseg_ext.methods.meta.params import unwrap
@@ -72,7 +74,8 @@ def real_forward(model: nn.Module, image: Tensor) -> RealForward:
     """Runs ``model(image)`` (the trainer's ``ctx.model``: the network or its DDP wrapper) and records
     the random state it started from, for :func:`meta_gradient`'s forward path."""
     rng = RngState.capture(image.device)
-    return RealForward(image, model(image), rng)
+    with record_function("meta:real_forward"):
+        return RealForward(image, model(image), rng)
 
 
 @dataclass(frozen=True)
@@ -165,11 +168,14 @@ def meta_gradient(net: nn.Module, first: RealForward, target: Tensor, loss_map: 
         virtual = (coefficients * loss_map).sum()
         if extra_loss is not None:
             virtual = virtual + extra_loss
-        g = torch.autograd.grad(virtual, moved, create_graph=True)
+        with record_function("meta:virtual_backward"):
+            g = torch.autograd.grad(virtual, moved, create_graph=True)
         shifted = {n: p.detach() - alpha * gi for n, p, gi in zip(names, moved, g)}
-        meta_loss = meta_loss_fn(logits_with(shifted, meta_image), meta_label)
+        with record_function("meta:meta_forward"):
+            meta_loss = meta_loss_fn(logits_with(shifted, meta_image), meta_label)
         # retain_graph: the double backward runs through the real forward's graph, which the real step needs.
-        grads = torch.autograd.grad(meta_loss, phi, retain_graph=True, materialize_grads=True)
+        with record_function("meta:double_backward"):
+            grads = torch.autograd.grad(meta_loss, phi, retain_graph=True, materialize_grads=True)
         return MetaGradient(tuple(grads), meta_loss.detach())
 
     # forward path
@@ -179,18 +185,29 @@ def meta_gradient(net: nn.Module, first: RealForward, target: Tensor, loss_map: 
         virtual = (coefficients.detach() * loss_map).sum()
         if extra_loss is not None:
             virtual = virtual + extra_loss
-        g = torch.autograd.grad(virtual, moved, retain_graph=True)
+        with record_function("meta:virtual_backward"):
+            g = torch.autograd.grad(virtual, moved, retain_graph=True)
         shifted = {n: (p.detach() - alpha * gi).requires_grad_() for n, p, gi in zip(names, moved, g)}
-    meta_loss = meta_loss_fn(logits_with(shifted, meta_image), meta_label)
-    u = torch.autograd.grad(meta_loss, tuple(shifted.values()))
+    with record_function("meta:meta_forward"):
+        meta_loss = meta_loss_fn(logits_with(shifted, meta_image), meta_label)
+    with record_function("meta:meta_backward"):
+        u = torch.autograd.grad(meta_loss, tuple(shifted.values()))
     del shifted
-    with first.rng.replay():
+    # Under float16 autocast the tangent pass runs in float32: torch's forward-mode formula of BatchNorm
+    # forms products of batch sums with invstd**3 in the input's dtype, past float16's 65504 on real
+    # images (measured: inf from the first BatchNorm, NaN meta-gradients, on the HC18 sample at 8 x 64 x 96;
+    # python_tests/test_bilevel.py). bfloat16 has float32's range and keeps autocast.
+    precision = (torch.autocast(first.logits.device.type, enabled=False) if first.logits.dtype == torch.float16
+                 else contextlib.nullcontext())
+    with first.rng.replay(), precision, record_function("meta:tangent"):
         logits, logits_dot = logits_and_tangent(lambda p: logits_with(p, first.image),
                                                 {n: p.detach() for n, p in zip(names, moved)}, dict(zip(names, u)))
-    dot = ce_tangent(logits, target, logits_dot, ignore_index)  # u . grad_w l_v(w), every pixel
+    with record_function("meta:ce_tangent"):
+        dot = ce_tangent(logits, target, logits_dot, ignore_index)  # u . grad_w l_v(w), every pixel
     del logits, logits_dot
     cotangent = (-alpha * dot).to(coefficients.dtype)
-    grads = torch.autograd.grad(coefficients, phi, grad_outputs=cotangent, materialize_grads=True)
+    with record_function("meta:weight_backward"):
+        grads = torch.autograd.grad(coefficients, phi, grad_outputs=cotangent, materialize_grads=True)
     return MetaGradient(tuple(grads), meta_loss.detach())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from noisyseg_ext.methods.base import TrainContext
 from noisyseg_ext.methods.meta.bilevel import real_forward
@@ -49,15 +50,18 @@ class LearnedWeights(MetaReweighting):
         loss_map, extra = self.loss_terms(first.logits, target)
         losses = loss_map.detach()
         params = list(self.weight_net.parameters())
-        result = self.bilevel(first, target, loss_map, self.coefficients(self.weights(losses), losses), params, meta,
-                              extra)
-        grads = [g.detach().clone() for g in result.grads]
-        self.average_over_processes(grads)
-        for p, g in zip(params, grads):
-            p.grad = g
-        self.meta_optimizer.step()
-        self.meta_optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
+        with record_function("meta:weights"):
+            coefficients = self.coefficients(self.weights(losses), losses)
+        result = self.bilevel(first, target, loss_map, coefficients, params, meta, extra)
+        del coefficients
+        with record_function("meta:weight_net_step"):
+            grads = [g.detach().clone() for g in result.grads]
+            self.average_over_processes(grads)
+            for p, g in zip(params, grads):
+                p.grad = g
+            self.meta_optimizer.step()
+            self.meta_optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad(), record_function("meta:recompute_weights"):
             weights = self.weights(losses)
             coefficients = self.coefficients(weights, losses)
         return {"loss": self.weighted_loss(coefficients, loss_map, extra), "meta_loss": result.meta_loss.float(),

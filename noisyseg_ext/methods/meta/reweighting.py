@@ -72,10 +72,6 @@ class MetaReweighting(Method):
 
     def __init__(self, ctx: TrainContext):
         super().__init__(ctx)
-        if getattr(self.config, "amp", "off") == "fp16":
-            raise ConfigError(f"method {self.name}: --amp fp16 is not supported (the virtual step's per-pixel "
-                              "gradients, about 1/(N V), fall into float16's subnormals without a loss scale of "
-                              "their own); use --amp bf16 or off")
         if getattr(self.config, "loss", "ce") not in ("ce", "ce+dice"):
             raise ConfigError(f"method {self.name}: --loss must be ce or ce+dice; got {self.config.loss!r}")
         if self.config.meta_grad not in MODES:
