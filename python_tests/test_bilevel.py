@@ -259,3 +259,12 @@ def test_float16_autocast_forward_path_is_finite():
     half = torch.cat([g.reshape(-1) for g in result.grads])
     assert torch.isfinite(half).all()
     assert F.cosine_similarity(half, reference, dim=0) > 0.999
+
+
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_a_parameter_the_loss_does_not_use(mode):
+    """A trainable parameter outside the forward (a spare head, say) gets no virtual step and no error."""
+    net, x, y, xm, ym, meta = tiny_problem()
+    net.spare = nn.Linear(2, 2).double()
+    result = analytic(net, x, y, xm, ym, meta, mode)[0]
+    assert all(torch.isfinite(g).all() for g in result.grads)

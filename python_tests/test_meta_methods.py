@@ -322,3 +322,26 @@ def test_two_processes_keep_one_network_and_one_weight_net():
         assert abs(g0).max() > 0
         assert (g0 == g1).all(), name
         assert (w0 == w1).all(), name
+
+
+@pytest.mark.parametrize("dims,shape", [(2, (3, 20, 30)), (3, (2, 6, 7, 8))])
+@pytest.mark.parametrize("chunk", [64, 10**9])
+def test_mask_net_equals_its_two_convolutions(dims, shape, chunk):
+    """MetaMaskNet's im2col / matrix-product / chunked-checkpoint evaluation is the paper's network:
+    conv3x3 -> ReLU -> conv3x3 -> sigmoid, in value and in gradient, with and without grad mode."""
+    from noisyseg_ext.methods.meta import MetaMaskNet
+
+    torch.manual_seed(0)
+    net = MetaMaskNet(dims, hidden=5).double()
+    net.chunk_pixels_cpu = chunk
+    x = torch.rand(shape, dtype=torch.float64)
+    cotangent = torch.randn(shape, dtype=torch.float64)
+    reference = torch.sigmoid(net.net(x.unsqueeze(1))).squeeze(1)
+    got = net(x)
+    torch.testing.assert_close(got, reference, rtol=1e-12, atol=1e-14)
+    for a, b in zip(torch.autograd.grad(got, list(net.parameters()), cotangent),
+                    torch.autograd.grad(reference, list(net.parameters()), cotangent)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), reference.detach(), rtol=1e-12, atol=1e-14)
+    assert list(net.state_dict()) == ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]
