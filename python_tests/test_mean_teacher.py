@@ -14,7 +14,8 @@ from noisyseg_ext.methods.base import TrainContext
 from noisyseg_ext.methods.losses import segmentation_loss
 from noisyseg_ext.methods.mean_teacher import EMATeacher, TeacherPasses, ema_decay_at, masked_consistency, pass_mode
 from noisyseg_ext.methods.mean_teacher import gates, schedules
-from noisyseg_ext.methods.mean_teacher.passes import BATCHED_VOXELS, choose_pass_mode, choose_precision
+from noisyseg_ext.methods.mean_teacher.passes import (BATCHED_VOXELS, choose_memory_format, choose_pass_mode,
+                                                      choose_precision)
 from noisyseg_ext.methods.ramps import uamt_threshold
 from noisyseg_ext.methods.registry import get_method
 from noisyseg_ext.nets.registry import build_net
@@ -191,15 +192,22 @@ def test_perturbation_noise_is_clipped():
 def test_pass_mode_rule_and_precision():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert choose_pass_mode("auto", cpu, 8, 8, 112 * 160) == "stream"
-    assert choose_pass_mode("auto", cuda, 8, 8, 112 * 160) == "batched"
-    assert choose_pass_mode("auto", cuda, 8, 4, 112 * 112 * 80) == "stream"
-    assert choose_pass_mode("auto", cuda, 1, 1, BATCHED_VOXELS + 1) == "stream"
+    assert choose_pass_mode("auto", cuda, 8, 8, 112 * 160, 2) == "batched"
+    assert choose_pass_mode("auto", cuda, 8, 8, 112 * 160, 4) == "stream"  # float32: T * 4 > 16 bytes
+    assert choose_pass_mode("auto", cuda, 4, 8, 112 * 160, 4) == "batched"
+    assert choose_pass_mode("auto", cuda, 8, 4, 112 * 112 * 80, 2) == "stream"
+    assert choose_pass_mode("auto", cuda, 1, 1, BATCHED_VOXELS + 1, 2) == "stream"
     assert choose_pass_mode("batched", cpu, 8, 8, 10**9) == "batched"
     with pytest.raises(ValueError):
         choose_pass_mode("both", cpu, 8, 8, 1)
     assert choose_precision("float32", cpu) == torch.float32
     assert choose_precision("bfloat16", cpu) == torch.bfloat16
     assert choose_precision("auto", cpu) in (torch.float32, torch.bfloat16)
+    assert choose_memory_format("auto", cpu, 2, torch.bfloat16) == torch.channels_last
+    assert choose_memory_format("auto", cpu, 3, torch.float32) == torch.channels_last_3d
+    assert choose_memory_format("auto", cpu, 3, torch.bfloat16) == torch.contiguous_format
+    assert choose_memory_format("auto", cuda, 2) is None
+    assert choose_memory_format("channels_last", cuda, 3) == torch.channels_last_3d
 
 
 def test_bfloat16_passes_keep_the_gate():

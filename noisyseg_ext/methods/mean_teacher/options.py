@@ -80,7 +80,8 @@ TEACHER_PRECISION = Option("teacher_precision", "auto", "precision of the teache
                            "where the device computes it natively (else float32), float32, or bfloat16",
                            str, PRECISIONS, group=GROUP)
 TEACHER_MEMORY_FORMAT = Option("teacher_memory_format", "auto", "memory format of the teacher's copy: auto = "
-                               "channels_last on the CPU (faster convolutions), the student's on CUDA",
+                               "channels_last on the CPU (faster convolutions; in 3D only for float32 passes), the "
+                               "student's on CUDA",
                                str, MEMORY_FORMATS, group=GROUP)
 RAMP_STEPS = Option("ramp_steps", None, "length in steps of the threshold and consistency ramps "
                     "exp(-5 (1 - t/ramp)^2) (default: the run's --steps)", optional(_positive_int), group=GROUP)

@@ -16,14 +16,28 @@ its batch):
 * ``batched``: one forward of the T·N images (the input repeated T times), then the stacked
   :func:`mc_uncertainty`: fewer, larger kernels, T times the activations.
 
-``auto`` (:func:`choose_pass_mode`): ``stream`` on the CPU, where it was measured faster (2-core AMD
-EPYC, U-Net base 16 depth 4, 8 x 1 x 112 x 160: a forward of 16 images took 2.1x the time of one of 8,
-the activations falling out of the caches; V-Net 3D 2 x 1 x 64 x 64 x 48: 4 passes batched 1.1x
-slower than streamed) and always smaller; on CUDA ``batched`` when the T·N batch has at most
-:data:`BATCHED_VOXELS` voxels (small steps are bound by kernel launches there, so one forward of T·N
-images saves T − 1 forwards' launches), ``stream`` above, where kernels are large enough to fill the
-GPU and batching would multiply the activations by T. The CUDA rule is not measured yet (no GPU in
-this session); ``--teacher-passes`` overrides it.
+``auto`` (:func:`choose_pass_mode`), from ``benchmarks/test_bench_mean_teacher_step.py`` on the
+2-core CPU (U-Net base 16 depth 4, 8 x 1 x 112 x 160, T = 8, one thread, minimum of 5 interleaved
+rounds; the plain training step 0.40 s):
+
+=================  =========  ==========
+passes (T = 8)     stream     batched
+=================  =========  ==========
+float32 NCHW       2.74       7.19       (x the plain step)
+float32 NHWC       1.83       4.29
+bfloat16 NCHW      1.76       3.55
+bfloat16 NHWC      1.13       1.96
+=================  =========  ==========
+
+and a batched float32 step peaked at 1.88x the plain step's memory (394 against 210 MiB; bfloat16
+hid under it at T = 8, 1.58x at T = 16), the streamed ones at 1.00x. So: ``stream`` on the CPU. On
+CUDA ``batched`` when both (a) the T·N batch has at most :data:`BATCHED_VOXELS` voxels (small
+steps are bound by kernel launches there: one forward of T·N images saves T − 1 forwards'
+launches; above it kernels fill the GPU and batching gains little) and (b) T × the passes' element
+size is at most :data:`BATCHED_PASS_BYTES` (the batched activations grow as T × element size, 0.23x
+the plain step per float32 pass in the measurement above: T <= 4 in float32, T <= 8 in bfloat16
+keeps the step within the issue's 1.3x memory goal). Else ``stream``. The CUDA part is not measured
+yet (no GPU in this session); ``--teacher-passes`` overrides it.
 """
 
 from __future__ import annotations
@@ -40,6 +54,8 @@ from noisyseg_ext.ops import McUncertainty, UncertaintyAccumulator, mc_uncertain
 #: Largest T·N·V (voxels of all passes together) for which ``auto`` batches the passes on CUDA:
 #: 8 passes of 8 images of 112 x 160 (1.1 M) batch; 8 passes of 4 patches of 112 x 112 x 80 (32 M) stream.
 BATCHED_VOXELS = 1 << 22
+#: Largest T x (bytes of the passes' element) for which ``auto`` batches on CUDA (memory, see above).
+BATCHED_PASS_BYTES = 16
 
 
 @contextlib.contextmanager
@@ -71,16 +87,18 @@ def perturb(x: Tensor, std: float, clip: float) -> Tensor:
     return x + torch.clamp(torch.randn_like(x) * std, -clip, clip)
 
 
-def choose_pass_mode(requested: str, device: torch.device, T: int, n: int, voxels: int) -> str:
+def choose_pass_mode(requested: str, device: torch.device, T: int, n: int, voxels: int, element_size: int = 4) -> str:
     """``stream`` or ``batched`` for ``--teacher-passes requested`` (``auto`` resolved by the rule in
-    the module docstring) on ``device``, for T passes of n images of ``voxels`` voxels each."""
+    the module docstring) on ``device``, for T passes of n images of ``voxels`` voxels each computed
+    in a dtype of ``element_size`` bytes."""
     if requested in ("stream", "batched"):
         return requested
     if requested != "auto":
         raise ValueError(f"choose_pass_mode: expected auto, stream or batched; got {requested!r}")
     if torch.device(device).type != "cuda":
         return "stream"
-    return "batched" if T * n * voxels <= BATCHED_VOXELS else "stream"
+    fits = T * n * voxels <= BATCHED_VOXELS and T * element_size <= BATCHED_PASS_BYTES
+    return "batched" if fits else "stream"
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -99,9 +117,11 @@ def native_bfloat16(device: torch.device) -> bool:
 
 def choose_precision(requested: str, device: torch.device) -> torch.dtype:
     """The teacher passes' compute dtype for ``--teacher-precision requested``: ``auto`` gives
-    bfloat16 where :func:`native_bfloat16`, else float32. (bfloat16 passes moved the gate of 0.06 to
-    0.08 % of the pixels on a partly trained U-Net, a tenth of the 0.5 to 0.8 % that another draw of
-    the 8 passes' noise moves; the image ranking was unchanged.)"""
+    bfloat16 where :func:`native_bfloat16`, else float32. On the 2-core CPU (AVX512-BF16) bfloat16
+    passes were 1.6x faster (module docstring) and, on a U-Net trained 60 steps on the HC18 sample,
+    changed the gate ``u < H`` of 0.06 to 0.08 % of the pixels (H = 0.75 to 0.95 ln 2; mean |du|
+    0.0013 nats), a tenth of the 0.5 to 0.8 % that another draw of the 8 passes' perturbations
+    changes (mean |du| 0.022); the ranking of the image uncertainties was unchanged."""
     if requested == "float32":
         return torch.float32
     if requested == "bfloat16":
@@ -111,10 +131,14 @@ def choose_precision(requested: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if native_bfloat16(device) else torch.float32
 
 
-def choose_memory_format(requested: str, device: torch.device, dims: int) -> Optional[torch.memory_format]:
-    """The teacher copy's memory format for ``--teacher-memory-format requested``: ``auto`` gives
-    channels_last (``channels_last_3d`` in 3D) on the CPU, where it made the forward 1.3x (2D) to
-    2.5x (3D) faster, and None (the student's layout) elsewhere."""
+def choose_memory_format(requested: str, device: torch.device, dims: int,
+                         dtype: torch.dtype = torch.float32) -> Optional[torch.memory_format]:
+    """The teacher copy's memory format for ``--teacher-memory-format requested``. ``auto``, from the
+    passes' timings on the 2-core CPU (module docstring and below): channels_last in 2D (1.5x faster
+    in float32, 1.6x in bfloat16); in 3D channels_last_3d for float32 passes (1.16x) but the
+    contiguous layout for bfloat16 ones, where channels_last_3d was 1.6x slower (V-Net base 16 depth
+    4, 2 x 1 x 48 x 48 x 32, T = 8: 1.72 / 2.00 plain steps in float32, 1.90 / 1.18 in bfloat16);
+    None (the student's layout) on other devices (not measured)."""
     cl = torch.channels_last if dims == 2 else torch.channels_last_3d
     if requested == "channels_last":
         return cl
@@ -122,7 +146,11 @@ def choose_memory_format(requested: str, device: torch.device, dims: int) -> Opt
         return torch.contiguous_format
     if requested != "auto":
         raise ValueError(f"choose_memory_format: expected auto, channels_last or contiguous; got {requested!r}")
-    return cl if torch.device(device).type == "cpu" else None
+    if torch.device(device).type != "cpu":
+        return None
+    if dims == 3 and dtype == torch.bfloat16:
+        return torch.contiguous_format
+    return cl
 
 
 class TeacherOutput(NamedTuple):
@@ -162,7 +190,7 @@ class TeacherPasses:
 
     def resolved_mode(self, x: Tensor) -> str:
         """The mode a call with input x uses."""
-        return choose_pass_mode(self.mode, x.device, self.T, x.shape[0], x[0, 0].numel())
+        return choose_pass_mode(self.mode, x.device, self.T, x.shape[0], x[0, 0].numel(), self.dtype.itemsize)
 
     def _autocast(self, device: torch.device):
         # Overrides the step's autocast (--amp): float32 passes run with autocast off.

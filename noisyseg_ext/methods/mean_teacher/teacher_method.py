@@ -79,11 +79,11 @@ class MeanTeacherMethod(Method):
         if ctx.num_classes < 2:
             raise ConfigError(f"method {self.name} needs at least 2 classes (the uncertainty is an entropy over "
                               f"classes); the data has {ctx.num_classes}")
-        memory_format = choose_memory_format(cfg.teacher_memory_format, ctx.device, ctx.dims)
+        dtype = choose_precision(cfg.teacher_precision, ctx.device)
+        memory_format = choose_memory_format(cfg.teacher_memory_format, ctx.device, ctx.dims, dtype)
         self.teacher = EMATeacher(ctx.net, cfg.ema_decay, memory_format=memory_format)
         self.passes = TeacherPasses(T=cfg.T, noise_std=cfg.teacher_noise_std, noise_clip=cfg.teacher_noise_clip,
-                                    mode=cfg.teacher_passes, dtype=choose_precision(cfg.teacher_precision, ctx.device),
-                                    memory_format=memory_format)
+                                    mode=cfg.teacher_passes, dtype=dtype, memory_format=memory_format)
         self.ramp = schedules.ramp_length(cfg.ramp_steps, ctx.max_steps)
         self.ema_start = 0
         if cfg.T > 1 and not active_dropout(ctx.net):
