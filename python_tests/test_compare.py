@@ -19,6 +19,17 @@ def test_cells_run_clean_once_per_seed():
     assert sum(c.method == "clean" for c in cells) == 2
 
 
+def test_per_protocol_noise_params(tmp_path):
+    from noisyseg_ext.training.compare import Cell, cell_config
+
+    base = dict(BASE, noise_params='{"dilation": {"iterations": [2, 5]}, "elastic": {"sigma": 3.0}}')
+    assert cell_config(base, Cell("baseline", "dilation", 0.4, 0), str(tmp_path)).noise_params == {"iterations": [2, 5]}
+    assert cell_config(base, Cell("baseline", "elastic", 0.4, 0), str(tmp_path)).noise_params == {"sigma": 3.0}
+    assert cell_config(base, Cell("clean", "none", 0.0, 0), str(tmp_path)).noise_params == {}
+    plain = dict(BASE, noise_params={"iterations": [1, 2]})
+    assert cell_config(plain, Cell("baseline", "dilation", 0.4, 0), str(tmp_path)).noise_params == {"iterations": [1, 2]}
+
+
 def test_grid_checks():
     with pytest.raises(ConfigError, match="unknown method"):
         check_grid(["baseline", "nope"], ["dilation"], [0.4], [0])

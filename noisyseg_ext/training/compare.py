@@ -1,7 +1,8 @@
 """Comparison grids: methods x noise protocols x noise ratios x seeds, tabulated like the papers' tables.
 
 ``noisyseg compare --methods baseline,clean --noise dilation --ratios 0.2,0.4 --seeds 0,1,2 --steps S --out DIR``
-runs every cell's training into ``DIR/<noise>/r<ratio>/<method>/s<seed>`` (the ``clean`` method, which
+runs every cell's training into ``DIR/<noise>/r<ratio>/<method>/s<seed>`` (``--noise-params`` may
+hold one entry per protocol: ``{"dilation": {"iterations": [2, 5]}, "elastic": {"sigma": 3}}``) (the ``clean`` method, which
 ignores the noise, once per seed in ``DIR/clean/s<seed>``, shown in every column), skips runs whose
 results.json exists, resumes runs that have a checkpoint, and writes
 
@@ -65,13 +66,30 @@ def grid_cells(methods: Sequence[str], noises: Sequence[str], ratios: Sequence[f
     return cells
 
 
+def protocol_params(noise_params: Any, noise: str) -> dict[str, Any]:
+    """The noise parameters of one protocol: ``noise_params`` as is, or, when its keys are all protocol
+    names (``{"dilation": {"iterations": [2, 5]}, "elastic": {"sigma": 3}}``), the entry of ``noise``."""
+    from noisyseg_ext.noise.protocols import PROTOCOLS
+
+    if isinstance(noise_params, str):
+        from noisyseg_ext.training.options import parse_json_dict
+
+        noise_params = parse_json_dict(noise_params)
+    params = dict(noise_params or {})
+    if params and all(k in PROTOCOLS for k in params):
+        return dict(params.get(noise, {}))
+    return params
+
+
 def cell_config(base: dict[str, Any], cell: Cell, root: str) -> Config:
-    """The run's Config: the shared options plus the cell's method / noise / ratio / seed / folder."""
+    """The run's Config: the shared options plus the cell's method / noise / ratio / seed / folder
+    (and the cell's protocol's entry of a per-protocol ``noise_params``)."""
     values = dict(base, method=cell.method, seed=cell.seed, out=cell.folder(root), quiet=True)
     if cell.method == "clean":
-        values.update(noise="none", ratio=0.0)
+        values.update(noise="none", ratio=0.0, noise_params={})
     else:
-        values.update(noise=cell.noise, ratio=cell.ratio)
+        values.update(noise=cell.noise, ratio=cell.ratio,
+                      noise_params=protocol_params(base.get("noise_params", {}), cell.noise))
     return make_config(**values)
 
 
