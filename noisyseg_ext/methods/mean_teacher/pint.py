@@ -12,6 +12,13 @@ the pixels, through the fused :func:`~noisyseg_ext.ops.pint_loss`, with the gate
 
 μ, u and U come from the T perturbed passes of the EMA teacher (``passes.py``); H(t) is UA-MT's
 threshold ramp. The paper's blend has no weight on the MSE (λ = ``--pint-lambda`` = 1).
+
+Gate warm-up (``--gate-warmup-steps``, default 20 % of ``--steps``): the first steps train with CE on
+every label and run no teacher pass, and the EMA starts at the end of the warm-up. Without it a
+freshly initialised teacher is unsure of every pixel (u ≈ ln C > H(0) = 0.75 ln C), so PNT's and
+PINT's gate closes everywhere and the student only copies the untrained teacher: on the HC18 sample
+(U-Net, 60 steps, no warm-up) no pixel was trusted before the last steps and the validation Dice stayed
+below 0.04, while with 20 warm-up steps of 100 the uncertainty's AUROC for corrupted pixels reached 0.93.
 """
 
 from __future__ import annotations
