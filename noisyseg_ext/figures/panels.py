@@ -61,6 +61,10 @@ def plot_panels(rows: Sequence[Sequence[tuple[str, object, str]]], path: str, *,
             vmin, vmax = vrange if vrange else (float(np.nanmin(img)), float(np.nanmax(img)))
             im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1, interpolation="nearest")
             ax.set_title(name, fontsize=8)
+            if kind == "gate":  # an all-trusted gate is plain white: keep a frame so the panel shows
+                ax.axis("on")
+                ax.set_xticks([])
+                ax.set_yticks([])
             if kind in ("map", "uncertainty"):
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     if title:
