@@ -25,6 +25,8 @@ def test_pint_run_writes_diagnostics_and_figures(tmp_path):
     assert 0.0 <= float(last["trusted_pixels"]) <= 1.0 and 0.0 <= float(last["uncertainty_auroc"]) <= 1.0
     assert (tmp_path / "p" / "figures" / "method" / "step_000006.png").is_file()
     assert results["model"] == "student"
+    teacher = results["other_models"]["teacher"]                 # the teacher is evaluated beside it
+    assert set(teacher) >= {"dice", "hd95", "dice_std"} and 0.0 <= teacher["dice"] <= 1.0
 
 
 @pytest.mark.parametrize("method", ["pint", "uamt"])

@@ -382,6 +382,13 @@ class Trainer:
             "best_val_dice": self.best["val_dice"] if self.best["step"] is not None else None,
             "noise_dice": self.train_set.noise_dice, "num_test": len(result.rows),
             "miou_includes_background": True, "per_image": result.rows})
+        others = {}
+        for name in self.method.eval_models():  # e.g. the teacher beside the student: means only
+            if name != self.eval_model:
+                other = self.evaluate("test", name)
+                others[name] = {**other.mean, **{f"{k}_std": v for k, v in other.std.items()}}
+        if others:
+            results["other_models"] = others
         run_folder.write_json(os.path.join(self.out, "results.json"), results)
         k = min(8, len(result.rows))
         plot_overlays([self.test_data.images[i] for i in range(k)], result.predictions[:k],
