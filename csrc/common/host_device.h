@@ -23,7 +23,10 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu_isa.h"
+
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 template <typename A>
 NS_HD A ns_inf() { return std::numeric_limits<A>::infinity(); }
@@ -34,9 +37,11 @@ NS_HD A nan_max(A a, A b) { return (b > a || b != b) ? b : a; }
 
 // ns_exp / ns_log (accurate on the device, vectorisable on the host) live in vec_math.h.
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // A label to learn from: in [0, C) and not ignore_index (bitwise &, no branch: the pixel loops
 // that use it vectorise).
@@ -59,4 +64,5 @@ NS_HD void record_bad_value(int64_t* flag, int64_t value) {
 #endif
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

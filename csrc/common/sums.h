@@ -3,9 +3,11 @@
 
 #include <type_traits>
 
+#include "cpu_isa.h"
 #include "host_device.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 template <typename A>
 struct Sums4 {
@@ -26,4 +28,5 @@ NS_HD Sums4<A> run_body(const Body& body, int64_t row, int64_t col, int64_t i) {
   }
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

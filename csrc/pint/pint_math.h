@@ -27,12 +27,14 @@
 // step writes out (Python raises): no flag to zero before a pass, one device operation less.
 #pragma once
 
+#include "../common/cpu_isa.h"
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
 #include "../common/two_class.h"
 #include "../common/vec_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace pint {
 
 // 1 if a == b else 0, in integer bit operations: a compare feeding float arithmetic is turned
@@ -555,4 +557,5 @@ struct LossBackward {
 };
 
 }  // namespace pint
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -24,6 +24,7 @@
 // forward 10x (measured) by defeating contiguous vector loads.
 #pragma once
 
+#include "../common/cpu_isa.h"
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
 #include "../common/sums.h"
@@ -31,6 +32,7 @@
 #include "../common/vec_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace wce {
 
 // One pixel's class scores: C values `stride` apart, and its label.
@@ -299,4 +301,5 @@ struct DoubleBackward {
 };
 
 }  // namespace wce
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

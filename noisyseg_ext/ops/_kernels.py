@@ -6,7 +6,9 @@ dtype codes, device selection, stream handles, the error flag and the fallback d
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from typing import Iterator
 
 import torch
 
@@ -51,6 +53,33 @@ def use_kernel(op: str, device: torch.device) -> bool:
         warnings.warn(f"noisyseg_ext.{op}: {why}; using the pure-torch reference on {device.type} "
                       "(slower, same results).", RuntimeWarning, stacklevel=3)
     return False
+
+
+def cpu_isas() -> list[str]:
+    """The CPU kernels' instruction-set variants this build has and this CPU runs, lowest first
+    (a subset of ``["baseline", "avx2", "avx512"]``; empty without a compiled module)."""
+    return list(C.build_info()["cpu_isa_supported"]) if C is not None else []
+
+
+def active_cpu_isa() -> str | None:
+    """The variant the CPU kernels run now (chosen at import: the best in :func:`cpu_isas`, or the
+    one named by the environment variable ``NOISYSEG_CPU_ISA``)."""
+    return str(C.build_info()["cpu_isa"]) if C is not None else None
+
+
+@contextlib.contextmanager
+def use_cpu_isa(name: str) -> Iterator[None]:
+    """Run the CPU kernels' variant ``name`` inside the block (tests and benchmarks compare the
+    variants in one process); raises ValueError when it is not in :func:`cpu_isas`. Not
+    thread-safe: the variant is one setting for the whole process."""
+    if C is None or name not in cpu_isas():
+        raise ValueError(f"CPU variant {name!r} is not available here (available: {cpu_isas()})")
+    before = active_cpu_isa()
+    C.set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        C.set_cpu_isa(before)
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
