@@ -63,6 +63,17 @@ inline __attribute__((always_inline)) void cpu_strips_of_parts(const Body& body,
     }
 }
 
+// The same, with everything it calls inlined (`flatten`: the bodies' lambdas, e.g. PINT's loss2
+// and StripExp::each callbacks, are otherwise left as calls, and a call inside a strip loop keeps
+// it scalar: the PINT loss forward ran 35 ns a pixel instead of 2); `noinline`, or GCC inlines
+// this into its caller, where flatten no longer applies.
+template <int KK, typename A, typename Body>
+__attribute__((flatten, noinline)) void cpu_strips_of_parts_flat(const Body& body, int64_t passes, int64_t cols,
+                                                                  int64_t n, int64_t parts, int64_t p0, int64_t p1,
+                                                                  A* acc) {
+  cpu_strips_of_parts<KK>(body, passes, cols, n, parts, p0, p1, acc);
+}
+
 // A multi-pass body sweeps groups of consecutive parts pass by pass, about this many elements a
 // group: a run long enough for the hardware prefetcher (PINT's T = 8 teacher passes over parts
 // of 2048 pixels ran 25 % slower than over runs of 8192).
@@ -89,7 +100,7 @@ void cpu_pass_strips(int64_t rows, int64_t cols, int64_t parts, double* partials
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t p0 = g * group, p1 = p0 + group < parts ? p0 + group : parts;
     A acc[kMaxGroup * KK] = {};
-    cpu_strips_of_parts<KK>(body, passes, cols, n, parts, p0, p1, acc);
+    cpu_strips_of_parts_flat<KK>(body, passes, cols, n, parts, p0, p1, acc);
     if (partials && K > 0)
       for (int64_t p = p0; p < p1; ++p)
         for (int k = 0; k < K; ++k) partials[p * K + k] = double(acc[(p - p0) * KK + k]);
