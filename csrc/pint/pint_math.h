@@ -56,11 +56,10 @@ NS_HD int strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t i
   }
   int bad = 0;
   for (int j = 0; j < len; ++j) {
-    const int64_t t = int64_t(target[i + j]);
-    const bool ignored = t == ignore_index, in_range = (t >= 0) & (t < C);
-    valid[j] = int32_t((!ignored) & in_range);
-    y[j] = valid[j] ? int32_t(t) : -1;
-    bad += int((!ignored) & (!in_range));
+    const L t = target[i + j];  // tested in 32-bit operations (host_device.h): vectorises on SSE2
+    valid[j] = int32_t(label_valid(t, C, ignore_index));
+    y[j] = valid[j] ? label_class(t) : -1;
+    bad += int(label_bad(t, C, ignore_index));
   }
   return bad;
 }
@@ -469,7 +468,7 @@ struct CountValid {
   NS_HD void strip(int64_t, int64_t, int64_t i, int len, A* acc) const {
     const int64_t C = this->C, ignore = ignore_index;
     int32_t n = 0;
-    for (int j = 0; j < len; ++j) n += int32_t(is_valid_label(int64_t(target[i + j]), C, ignore));
+    for (int j = 0; j < len; ++j) n += int32_t(label_valid(target[i + j], C, ignore));
     acc[0] += A(n);
   }
 };

@@ -100,12 +100,12 @@ struct TwoClass {
   NS_HD A p1() const { return first ? e * r : r; }
 };
 
-// log-sum-exp of one pixel's scores, and the score of class t (0 if t is not a class).
+// log-sum-exp of one pixel's scores, and the score of class y (0 if y is not a class).
 template <typename A, typename T, int CC>
-NS_HD A logsumexp_and_pick(const PixelScores<T, CC>& px, int64_t t, A& x_t) {
+NS_HD A logsumexp_and_pick(const PixelScores<T, CC>& px, int32_t y, A& x_t) {
   const int64_t C = px.classes();
   LseState<A> st;
-  for (int64_t c = 0; c < C; ++c) lse_max_step(st, px.template at<A>(c), c == t);
+  for (int64_t c = 0; c < C; ++c) lse_max_step(st, px.template at<A>(c), int32_t(c) == y);
   for (int64_t c = 0; c < C; ++c) lse_sum_step(st, px.template at<A>(c));
   x_t = st.x_t;
   return lse_finish(st);
@@ -132,37 +132,39 @@ struct Forward {
   int64_t C, S, ignore_index;
 
   // Sums: [w*CE, valid pixels, w over valid pixels, labels out of range]
-  NS_HD Sums4<A> finish(int64_t i, int64_t t, A lse, A x_t) const {
+  NS_HD Sums4<A> finish(int64_t i, A lse, A x_t) const {
     const int64_t Cn = CC > 0 ? CC : C;
-    const bool ignored = t == ignore_index;
-    const bool valid = is_valid_label(t, Cn, ignore_index);
+    const L t = target[i];
+    const bool valid = label_valid(t, Cn, ignore_index);
     const A w = kWeight ? load<A>(weight, i) : A(1);
     const A v = valid ? w * (lse - x_t) : A(0);
     if (kMap) store(loss_map, i, v);
-    return Sums4<A>{v, valid ? A(1) : A(0), valid ? w : A(0), (!ignored & !valid) ? A(1) : A(0)};
+    return Sums4<A>{v, valid ? A(1) : A(0), valid ? w : A(0), label_bad(t, Cn, ignore_index) ? A(1) : A(0)};
   }
 
   NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
     const int64_t Cn = CC > 0 ? CC : C;
-    const int64_t t = int64_t(target[i]);
+    const int32_t y = label_class(target[i]);
     if constexpr (CC == 2) {
       const A x0 = load<A>(x, n * 2 * S + s), x1 = load<A>(x, n * 2 * S + S + s);
-      return finish(i, t, two_class_lse(x0, x1), t == 0 ? x0 : (t == 1 ? x1 : A(0)));
+      // x_t only counts where the label is valid, i.e. y is 0 or 1
+      return finish(i, two_class_lse(x0, x1), y == 1 ? x1 : x0);
     }
     A x_t;
-    const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + n * Cn * S + s, Cn, S}, t, x_t);
-    return finish(i, t, lse, x_t);
+    const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + n * Cn * S + s, Cn, S}, y, x_t);
+    return finish(i, lse, x_t);
   }
 
 #if !defined(__CUDACC__)
   Sums4<A> tile(int64_t n, int64_t s0, int64_t i0, int64_t len) const {
-    int64_t t[kTile];
+    int32_t y[kTile];
     LseState<A> st[kTile];
     const T* xb = x + n * C * S + s0;
-    for (int64_t j = 0; j < len; ++j) t[j] = int64_t(target[i0 + j]);
+    for (int64_t j = 0; j < len; ++j) y[j] = label_class(target[i0 + j]);
     for (int64_t c = 0; c < C; ++c) {
+      const int32_t c32 = int32_t(c);
 #pragma omp simd
-      for (int64_t j = 0; j < len; ++j) lse_max_step(st[j], load<A>(xb + c * S, j), c == t[j]);
+      for (int64_t j = 0; j < len; ++j) lse_max_step(st[j], load<A>(xb + c * S, j), c32 == y[j]);
     }
     for (int64_t c = 0; c < C; ++c) {
 #pragma omp simd
@@ -171,7 +173,7 @@ struct Forward {
     A s_0 = 0, s_1 = 0, s_2 = 0, s_3 = 0;
 #pragma omp simd reduction(+ : s_0, s_1, s_2, s_3)
     for (int64_t j = 0; j < len; ++j) {
-      const Sums4<A> r = finish(i0 + j, t[j], lse_finish(st[j]), st[j].x_t);
+      const Sums4<A> r = finish(i0 + j, lse_finish(st[j]), st[j].x_t);
       s_0 += r.s0; s_1 += r.s1; s_2 += r.s2; s_3 += r.s3;
     }
     return Sums4<A>{s_0, s_1, s_2, s_3};
@@ -202,8 +204,8 @@ struct Backward {
   NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t base = n * Cn * S + s;
-    const int64_t t = int64_t(target[i]);
-    const bool valid = is_valid_label(t, Cn, ignore_index);
+    const int32_t t = label_class(target[i]);
+    const bool valid = label_valid(target[i], Cn, ignore_index);
     if constexpr (CC == 2) {
       const A x0 = load<A>(x, base), x1 = load<A>(x, base + S);
       const TwoClass<A> two(x0, x1);
@@ -221,20 +223,21 @@ struct Backward {
     const A l = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t);
     const A gw = weight_grad_and_scale(i, l - x_t, valid);
     for (int64_t c = 0; c < Cn; ++c)
-      store(grad_x, base + c * S, grad_logit(gw, ns_exp(load<A>(x, base + c * S) - l), A(c == t), valid));
+      store(grad_x, base + c * S, grad_logit(gw, ns_exp(load<A>(x, base + c * S) - l), A(int32_t(c) == t), valid));
     return {};
   }
 
 #if !defined(__CUDACC__)
   Sums4<A> tile(int64_t n, int64_t s0, int64_t i0, int64_t len) const {
-    int64_t t[kTile];
+    int32_t t[kTile];
     LseState<A> st[kTile];
     A lse[kTile], gw[kTile], valid[kTile];  // valid as 1 / 0: a bool array stops the vectoriser
     const int64_t base = n * C * S + s0;
-    for (int64_t j = 0; j < len; ++j) t[j] = int64_t(target[i0 + j]);
+    for (int64_t j = 0; j < len; ++j) t[j] = label_class(target[i0 + j]);
     for (int64_t c = 0; c < C; ++c) {
+      const int32_t c32 = int32_t(c);
 #pragma omp simd
-      for (int64_t j = 0; j < len; ++j) lse_max_step(st[j], load<A>(x, base + c * S + j), c == t[j]);
+      for (int64_t j = 0; j < len; ++j) lse_max_step(st[j], load<A>(x, base + c * S + j), c32 == t[j]);
     }
     for (int64_t c = 0; c < C; ++c) {
 #pragma omp simd
@@ -243,15 +246,16 @@ struct Backward {
 #pragma omp simd
     for (int64_t j = 0; j < len; ++j) {
       lse[j] = lse_finish(st[j]);
-      const bool ok = is_valid_label(t[j], C, ignore_index);
+      const bool ok = label_valid(target[i0 + j], C, ignore_index);
       valid[j] = ok ? A(1) : A(0);
       gw[j] = weight_grad_and_scale(i0 + j, lse[j] - st[j].x_t, ok);
     }
     for (int64_t c = 0; c < C; ++c) {
+      const int32_t c32 = int32_t(c);
 #pragma omp simd
       for (int64_t j = 0; j < len; ++j) {
         const int64_t k = base + c * S + j;
-        store(grad_x, k, grad_logit(gw[j], ns_exp(load<A>(x, k) - lse[j]), A(c == t[j]), valid[j] != A(0)));
+        store(grad_x, k, grad_logit(gw[j], ns_exp(load<A>(x, k) - lse[j]), A(c32 == t[j]), valid[j] != A(0)));
       }
     }
     return {};
@@ -275,8 +279,8 @@ struct DoubleBackward {
   NS_HD Sums4<A> operator()(int64_t n, int64_t s, int64_t i) const {
     const int64_t Cn = CC > 0 ? CC : C;
     const int64_t base = n * Cn * S + s;
-    const int64_t t = int64_t(target[i]);
-    const bool valid = is_valid_label(t, Cn, ignore_index);
+    const int32_t t = label_class(target[i]);
+    const bool valid = label_valid(target[i], Cn, ignore_index);
     A x_t;
     const A l = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, t, x_t);
     const A gp = g[i * g_stride];
@@ -286,7 +290,7 @@ struct DoubleBackward {
     for (int64_t c = 0; c < Cn; ++c) {
       const A ggx_c = ggx ? load<A>(ggx, base + c * S) : A(0);
       s_ggx_p += ggx_c * ns_exp(load<A>(x, base + c * S) - l);
-      ggx_t = (c == t) ? ggx_c : ggx_t;
+      ggx_t = (int32_t(c) == t) ? ggx_c : ggx_t;
     }
     const A s1 = s_ggx_p - ggx_t;  // sum_c ggx_c (p_c - [c = t])
     d_g[i] = valid ? w * s1 + gg_w * (l - x_t) : A(0);
@@ -294,7 +298,7 @@ struct DoubleBackward {
     for (int64_t c = 0; c < Cn; ++c) {
       const A p = ns_exp(load<A>(x, base + c * S) - l);
       const A ggx_c = ggx ? load<A>(ggx, base + c * S) : A(0);
-      store(d_x, base + c * S, valid ? gp * w * p * (ggx_c - s_ggx_p) + gp * gg_w * (p - A(c == t)) : A(0));
+      store(d_x, base + c * S, valid ? gp * w * p * (ggx_c - s_ggx_p) + gp * gg_w * (p - A(int32_t(c) == t)) : A(0));
     }
     return {};
   }
