@@ -1,0 +1,130 @@
+"""The CPU kernels' instruction-set variants (csrc/common/cpu_isa.h): selection, the override, and
+that each variant's machine code is what its name says."""
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import noisyseg_ext
+from noisyseg_ext.ops import _kernels
+
+ALL = ["baseline", "avx2", "avx512"]
+
+
+def test_build_info_reports_the_variants():
+    info = noisyseg_ext.build_info()
+    compiled, supported, active = info["cpu_isa_compiled"], info["cpu_isa_supported"], info["cpu_isa"]
+    assert compiled[0] == "baseline" and compiled == [v for v in ALL if v in compiled]
+    assert set(supported) <= set(compiled) and "baseline" in supported
+    assert active in supported
+    if os.environ.get("NOISYSEG_CPU_ISA", "").lower() in ("", "auto"):
+        assert active == supported[-1]  # the best one
+    assert _kernels.cpu_isas() == supported
+
+
+def test_switching_in_process():
+    before = _kernels.active_cpu_isa()
+    for isa in _kernels.cpu_isas():
+        with _kernels.use_cpu_isa(isa):
+            assert noisyseg_ext.build_info()["cpu_isa"] == isa
+        assert _kernels.active_cpu_isa() == before
+    assert _kernels.C.set_cpu_isa("sse9") is False
+    with pytest.raises(ValueError, match="not available"):
+        with _kernels.use_cpu_isa("sse9"):
+            pass
+    assert _kernels.active_cpu_isa() == before
+
+
+def _run_isa_env(value):
+    code = "import noisyseg_ext; print(noisyseg_ext.build_info()['cpu_isa'])"
+    env = dict(os.environ, NOISYSEG_CPU_ISA=value)
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip(), out.stderr
+
+
+def test_environment_variable_forces_a_lower_variant():
+    best = _kernels.cpu_isas()[-1]
+    assert _run_isa_env("baseline") == ("baseline", "")
+    active, err = _run_isa_env("bogus")
+    assert active == best and "NOISYSEG_CPU_ISA=bogus is not one of" in err
+    assert _run_isa_env("auto") == (best, "")
+    missing = [v for v in ALL if v not in _kernels.cpu_isas()]
+    if missing:  # a variant this machine (or build) cannot run: the best one stays, with a warning
+        active, err = _run_isa_env(missing[-1])
+        assert active == best and "using " + best in err
+
+
+def test_variants_agree():
+    """Same inputs, every variant: the same values up to rounding (FMA contraction, vector width)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 33, 17, generator=g, requires_grad=True)
+    y = torch.randint(0, 5, (3, 33, 17), generator=g)
+    w = torch.rand(3, 33, 17, generator=g)
+    teacher = torch.randn(4, 3, 2, 33, 17, generator=g) * 2
+    results = []
+    for isa in _kernels.cpu_isas():
+        with _kernels.use_cpu_isa(isa):
+            loss = noisyseg_ext.weighted_ce(x, y, w)
+            (gx,) = torch.autograd.grad(loss, x)
+            mc = noisyseg_ext.mc_uncertainty(teacher)
+            results.append((loss.detach(), gx, *mc))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _variant_of(name: str) -> str:
+    """The variant a function of the module belongs to, from its demangled name: the inline
+    namespace cpu_<variant> or an entry point `..._cpu<id>(`; "module" for everything else."""
+    for isa_id, isa in enumerate(ALL):
+        if f"::cpu_{isa}::" in name or re.search(rf"_cpu<{isa_id}>\(", name):
+            return isa
+    return "module"
+
+
+def test_machine_code_of_each_variant():
+    """No function outside the AVX2 / AVX-512 variants uses an AVX register (one would crash a
+    machine without AVX2 with SIGILL: an inline function the linker took from an AVX-512
+    object, say), no AVX2 function uses the 512-bit registers, and the AVX2 / AVX-512 kernels do use
+    theirs (the -march flags reached them)."""
+    if platform.machine() not in ("x86_64", "AMD64") or shutil.which("objdump") is None:
+        pytest.skip("needs x86-64 and objdump")
+    so = _kernels.C.__file__
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", "-C", so], capture_output=True, text=True,
+                         check=True).stdout
+    uses = {}  # function -> (ymm, zmm)
+    name = None
+    for line in dis.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if m:
+            name = m.group(1)
+            uses.setdefault(name, [False, False])
+        elif name is not None and "%" in line:
+            if "%ymm" in line:
+                uses[name][0] = True
+            if "%zmm" in line:
+                uses[name][1] = True
+    by_variant = {}
+    for fn, (ymm, zmm) in uses.items():
+        by_variant.setdefault(_variant_of(fn), []).append((fn, ymm, zmm))
+    if not any(v in by_variant for v in ("avx2", "avx512", "baseline")):
+        pytest.skip("the module has no symbol table (stripped)")
+    ours = ("noisyseg::", "std::", "pybind11::", "void noisyseg::", "void std::", "void pybind11::")
+    for variant in ("baseline", "module"):
+        bad = [fn for fn, ymm, zmm in by_variant.get(variant, [])
+               if (ymm or zmm) and (variant == "baseline" or fn.startswith(ours))]
+        assert not bad, f"AVX registers in {variant} code: {bad[:5]}"
+    bad = [fn for fn, ymm, zmm in by_variant.get("avx2", []) if zmm]
+    assert not bad, f"512-bit registers in the AVX2 variant: {bad[:5]}"
+    compiled = noisyseg_ext.build_info()["cpu_isa_compiled"]
+    if "avx2" in compiled:
+        assert any(ymm for _, ymm, _ in by_variant["avx2"])
+    if "avx512" in compiled:
+        assert any(zmm for _, _, zmm in by_variant["avx512"])
