@@ -53,6 +53,8 @@ PYBIND11_MODULE(_C, m) {
     d["cpu_isa"] = std::string(noisyseg::cpu_isa_name(noisyseg::active_cpu_isa()));
     return d;
   });
+  m.def("cpu_isa", []() { return std::string(noisyseg::cpu_isa_name(noisyseg::active_cpu_isa())); },
+        "The CPU kernels' active variant (as build_info()['cpu_isa'], without building the dict).");
   m.def("set_cpu_isa", [](const std::string& name) {
     for (int isa = 0; isa < noisyseg::kNumCpuIsa; ++isa)
       if (name == noisyseg::cpu_isa_name(isa)) return noisyseg::set_active_cpu_isa(isa);

@@ -38,6 +38,9 @@ def _cpu_isas() -> list[str]:
 
 
 CPU_ISAS = _cpu_isas()
+# The tests check the kernels of every variant, so the baseline's eager fallback (_kernels.
+# EAGER_FALLBACKS) is off; test_cpu_isa.py checks the fallback itself.
+_kernels.set_eager_fallback(False)
 DEVICES = [f"cpu-{isa}" for isa in CPU_ISAS] + (["cuda"] if torch.cuda.is_available() else [])
 # Test modules without CPU kernels of their own (or, for the CLI, a whole demo run) take the default
 # variant only.

@@ -80,6 +80,37 @@ def test_variants_agree():
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_eager_fallback_of_the_baseline(monkeypatch):
+    """With the baseline variant active and torch's own CPU kernels vectorised, weighted_ce with
+    more than two classes takes the eager path, and build_info says so; two classes keep the
+    kernel; NOISYSEG_EAGER_FALLBACK=0 (here: set_eager_fallback(False)) turns it off."""
+    from noisyseg_ext.ops import reference
+
+    calls = []
+    real = reference.weighted_ce
+    monkeypatch.setattr(reference, "weighted_ce", lambda *a, **k: calls.append(a[0].shape[1]) or real(*a, **k))
+    x3, x2 = torch.randn(2, 3, 5, 4), torch.randn(2, 2, 5, 4)
+    y = torch.randint(0, 2, (2, 5, 4))
+    before = _kernels.set_eager_fallback(True)
+    try:
+        with _kernels.use_cpu_isa("baseline"):
+            expected = ["weighted_ce with more than 2 classes"] if _kernels._torch_vectorised else []
+            assert noisyseg_ext.build_info()["cpu_eager_fallback"] == expected
+            for x in (x3, x2):
+                torch.testing.assert_close(noisyseg_ext.weighted_ce(x, y), real(x, y))
+            assert calls == ([3] if expected else [])
+        if "avx2" in _kernels.cpu_isas():
+            with _kernels.use_cpu_isa("avx2"):
+                assert noisyseg_ext.build_info()["cpu_eager_fallback"] == []
+                noisyseg_ext.weighted_ce(x3, y)
+                assert calls == ([3] if expected else [])
+        _kernels.set_eager_fallback(False)
+        with _kernels.use_cpu_isa("baseline"):
+            assert noisyseg_ext.build_info()["cpu_eager_fallback"] == []
+    finally:
+        _kernels.set_eager_fallback(before)
+
+
 def _variant_of(name: str) -> str:
     """The variant a function of the module belongs to, from its demangled name: the inline
     namespace cpu_<variant> or an entry point `..._cpu<id>(`; "module" for everything else."""

@@ -7,6 +7,7 @@ dtype codes, device selection, stream handles, the error flag and the fallback d
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from typing import Iterator
 
@@ -64,7 +65,7 @@ def cpu_isas() -> list[str]:
 def active_cpu_isa() -> str | None:
     """The variant the CPU kernels run now (chosen at import: the best in :func:`cpu_isas`, or the
     one named by the environment variable ``NOISYSEG_CPU_ISA``)."""
-    return str(C.build_info()["cpu_isa"]) if C is not None else None
+    return str(C.cpu_isa()) if C is not None else None
 
 
 @contextlib.contextmanager
@@ -80,6 +81,37 @@ def use_cpu_isa(name: str) -> Iterator[None]:
         yield
     finally:
         C.set_cpu_isa(before)
+
+
+# Where the baseline variant's kernels are slower than eager PyTorch, which on a CPU with AVX2
+# dispatches to its own AVX2 / AVX-512 kernels (benchmarks/RESULTS.md, "CPU variants"): the op then
+# takes its pure-torch path, the same code as the eager baseline. op -> the cases, as build_info()
+# says them. Off with NOISYSEG_EAGER_FALLBACK=0 (the tests turn it off to test the kernels).
+EAGER_FALLBACKS = {"weighted_ce": "weighted_ce with more than 2 classes"}
+_eager_fallback_on = os.environ.get("NOISYSEG_EAGER_FALLBACK", "1").lower() not in ("0", "off", "false", "no")
+_torch_vectorised = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def set_eager_fallback(enabled: bool) -> bool:
+    """Turns the eager fallback (:data:`EAGER_FALLBACKS`) on or off; returns the previous setting."""
+    global _eager_fallback_on
+    before, _eager_fallback_on = _eager_fallback_on, bool(enabled)
+    return before
+
+
+def eager_fallbacks_active() -> list[str]:
+    """The cases in which ops take the eager path now (the baseline variant is active while torch's
+    own CPU kernels are AVX2 or AVX-512); empty otherwise."""
+    if not (_eager_fallback_on and _torch_vectorised and C is not None and C.cpu_isa() == "baseline"):
+        return []
+    return list(EAGER_FALLBACKS.values())
+
+
+def eager_fallback(op: str, device: torch.device, case: bool = True) -> bool:
+    """True when ``op`` should run its pure-torch path on ``device``: the CPU, in a ``case`` of
+    :data:`EAGER_FALLBACKS`, with the baseline variant active and torch's kernels vectorised."""
+    return (case and device.type == "cpu" and _eager_fallback_on and _torch_vectorised and C is not None
+            and op in EAGER_FALLBACKS and C.cpu_isa() == "baseline")
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -228,7 +228,10 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
     _validate(logits, target, weight, ignore_index, reduction)
     if weight is not None and weight.dtype != logits.dtype:
         weight = weight.to(logits.dtype)
-    if not _kernels.use_kernel("weighted_ce", logits.device):
+    # The eager path also where the baseline CPU variant is slower than torch's vectorised
+    # kernels (more than two classes: _kernels.EAGER_FALLBACKS; build_info() says when).
+    if not _kernels.use_kernel("weighted_ce", logits.device) or \
+            _kernels.eager_fallback("weighted_ce", logits.device, logits.shape[1] > 2):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
     args = (logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
     fwd = _direct.pick_with_grad(_fwd_impl, _fwd_setup, _fwd_backward, torch.ops.noisyseg.weighted_ce_fwd, *args[:3])
