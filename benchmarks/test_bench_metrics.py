@@ -104,7 +104,7 @@ def _tag(benchmark, case, metric, device, impl, is_ours):
 def test_noisyseg_labels(benchmark, case, metric, impl):
     pred, ref, _, _ = data(case)
     benchmark.group = f"{metric} {case}"
-    _tag(benchmark, case, metric, "cpu", "ours (labels)", True)
+    _tag(benchmark, case, metric, "cpu", f"ours (labels) {impl}", True)
     with run_variant(benchmark, impl, "cpu", name="noisyseg_ext (label maps)"):
         out = benchmark.pedantic(ours, args=(metric, pred, ref), rounds=5, iterations=1, warmup_rounds=1)
     assert out.shape == (CASES[case][0], 2) and torch.isfinite(out).all()

@@ -104,8 +104,9 @@ def _run_step(benchmark, case, impl, name, ours):
                       + ("" if device == "cpu" else f" {device}")
     isa = benchmark.extra_info.get("cpu_isa")
     benchmark.name = name if isa is None else f"{name} [{isa}]"
+    tag_impl = name.split(" (")[0] + ("" if isa is None else f" [{isa}]")
     roofline.tag(benchmark, op="pint step fwd+bwd", case=f"{shape_name} T={T} N={N} C={C} {'x'.join(map(str, spatial))}",
-                 dtype=student.dtype, device=device, impl=name.split(" (")[0], ours=ours,
+                 dtype=student.dtype, device=device, impl=tag_impl, ours=ours,
                  min_bytes=roofline.pint_bytes(T, N, C, spatial, student.dtype, target.dtype))
 
     def step():
