@@ -30,6 +30,7 @@
 #include "../common/cpu_isa.h"
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
+#include "../common/sums.h"
 #include "../common/two_class.h"
 #include "../common/vec_math.h"
 
@@ -213,25 +214,6 @@ NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int 
       h[j] += neg_xlogx(m);
     }
   for (int j = 0; j < len; ++j) u[j] = h[j] * scale;
-}
-
-// Sum of v[0..len) by a pairwise tree over the zero-padded strip (v is overwritten): each level
-// is an element-wise add, so it vectorises, and the order is fixed by the strip layout. The
-// levels are unrolled at compile time (strip_fold): with a run-time level width GCC left loops
-// with epilogues and a scalar tail (PINT's loss forward 4 % slower, three sums a strip).
-template <int w, typename A>
-NS_HD void strip_fold(A* v) {
-  if constexpr (w > 0) {
-    for (int j = 0; j < w; ++j) v[j] += v[j + w];
-    strip_fold<w / 2>(v);
-  }
-}
-template <int W, typename A>
-NS_HD A strip_sum(A* v, int len) {
-  static_assert((W & (W - 1)) == 0, "strip width must be a power of two");
-  for (int j = len; j < W; ++j) v[j] = A(0);
-  strip_fold<W / 2>(v);
-  return v[0];
 }
 
 // Adds the strip's sum of u over valid pixels and their number to acc[0], acc[1].
