@@ -84,26 +84,47 @@ def test_eager_fallback_of_the_baseline(monkeypatch):
     """With the baseline variant active and torch's own CPU kernels vectorised, weighted_ce with
     more than two classes takes the eager path, and build_info says so; two classes keep the
     kernel; NOISYSEG_EAGER_FALLBACK=0 (here: set_eager_fallback(False)) turns it off."""
+    import importlib
+
     from noisyseg_ext.ops import reference
 
+    wce_module = importlib.import_module("noisyseg_ext.ops.weighted_ce")  # the package exports the function
+
     calls = []
-    real = reference.weighted_ce
-    monkeypatch.setattr(reference, "weighted_ce", lambda *a, **k: calls.append(a[0].shape[1]) or real(*a, **k))
-    x3, x2 = torch.randn(2, 3, 5, 4), torch.randn(2, 2, 5, 4)
+    eager = wce_module._eager
+    monkeypatch.setattr(wce_module, "_eager", lambda *a, **k: calls.append(a[0].shape[1]) or eager(*a, **k))
+    x3, x2 = torch.randn(2, 3, 5, 4, requires_grad=True), torch.randn(2, 2, 5, 4)
     y = torch.randint(0, 2, (2, 5, 4))
+    y[0, 0, 0] = -100
+    w = torch.rand(2, 5, 4)
+    w[0, 0, 0] = float("inf")  # at an ignored pixel: no effect
     before = _kernels.set_eager_fallback(True)
     try:
         with _kernels.use_cpu_isa("baseline"):
             expected = ["weighted_ce with more than 2 classes"] if _kernels._torch_vectorised else []
             assert noisyseg_ext.build_info()["cpu_eager_fallback"] == expected
             for x in (x3, x2):
-                torch.testing.assert_close(noisyseg_ext.weighted_ce(x, y), real(x, y))
-            assert calls == ([3] if expected else [])
+                for reduction in ("none", "mean", "sum", "weighted_mean"):
+                    for weight in (None, w):
+                        got = noisyseg_ext.weighted_ce(x, y, weight, reduction=reduction)
+                        torch.testing.assert_close(got, reference.weighted_ce(x, y, weight, reduction=reduction))
+            assert calls == ([3] * 8 if expected else [])
+            # gradients (and second order, which MW-Net takes) through the eager path
+            (g,) = torch.autograd.grad(noisyseg_ext.weighted_ce(x3, y, w), x3, create_graph=True)
+            (r,) = torch.autograd.grad(reference.weighted_ce(x3, y, w), x3, create_graph=True)
+            torch.testing.assert_close(g, r)
+            torch.testing.assert_close(torch.autograd.grad(g.square().sum(), x3)[0],
+                                       torch.autograd.grad(r.square().sum(), x3)[0])
+            bad = y.clone()
+            bad[1, 2, 3] = 7
+            with pytest.raises(ValueError, match="target holds 7"):
+                noisyseg_ext.weighted_ce(x3, bad)
+            calls.clear()
         if "avx2" in _kernels.cpu_isas():
             with _kernels.use_cpu_isa("avx2"):
                 assert noisyseg_ext.build_info()["cpu_eager_fallback"] == []
                 noisyseg_ext.weighted_ce(x3, y)
-                assert calls == ([3] if expected else [])
+                assert calls == []
         _kernels.set_eager_fallback(False)
         with _kernels.use_cpu_isa("baseline"):
             assert noisyseg_ext.build_info()["cpu_eager_fallback"] == []
