@@ -101,7 +101,7 @@ def test_eager_fallback_of_the_baseline(monkeypatch):
     before = _kernels.set_eager_fallback(True)
     try:
         with _kernels.use_cpu_isa("baseline"):
-            expected = ["weighted_ce with more than 2 classes"] if _kernels._torch_vectorised else []
+            expected = list(_kernels.EAGER_FALLBACKS.values()) if _kernels._torch_vectorised else []
             assert noisyseg_ext.build_info()["cpu_eager_fallback"] == expected
             for x in (x3, x2):
                 for reduction in ("none", "mean", "sum", "weighted_mean"):
@@ -119,6 +119,11 @@ def test_eager_fallback_of_the_baseline(monkeypatch):
             bad[1, 2, 3] = 7
             with pytest.raises(ValueError, match="target holds 7"):
                 noisyseg_ext.weighted_ce(x3, bad)
+            calls.clear()
+            # two classes with a weight that requires grad (MW-Net's meta step) also take it
+            wg = w.clone().requires_grad_()
+            noisyseg_ext.weighted_ce(x2, y, wg).backward()
+            assert calls == ([2] if expected else [])
             calls.clear()
         if "avx2" in _kernels.cpu_isas():
             with _kernels.use_cpu_isa("avx2"):

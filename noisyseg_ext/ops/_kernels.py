@@ -87,7 +87,7 @@ def use_cpu_isa(name: str) -> Iterator[None]:
 # dispatches to its own AVX2 / AVX-512 kernels (benchmarks/RESULTS.md, "CPU variants"): the op then
 # takes its pure-torch path, the same code as the eager baseline. op -> the cases, as build_info()
 # says them. Off with NOISYSEG_EAGER_FALLBACK=0 (the tests turn it off to test the kernels).
-EAGER_FALLBACKS = {"weighted_ce": "weighted_ce with more than 2 classes"}
+EAGER_FALLBACKS = {"weighted_ce": "weighted_ce with more than 2 classes, or with a weight that requires grad"}
 _eager_fallback_on = os.environ.get("NOISYSEG_EAGER_FALLBACK", "1").lower() not in ("0", "off", "false", "no")
 _torch_vectorised = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 

@@ -260,8 +260,10 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
     if weight is not None and weight.dtype != logits.dtype:
         weight = weight.to(logits.dtype)
     # The eager path where the baseline CPU variant is slower than torch's vectorised kernels
-    # (more than two classes: _kernels.EAGER_FALLBACKS; build_info() says when).
-    if _kernels.eager_fallback("weighted_ce", logits.device, logits.shape[1] > 2):
+    # (_kernels.EAGER_FALLBACKS; build_info() says when): more than two classes (0.6x eager), and
+    # the gradient with respect to the weight (MW-Net, MCPM: 0.95-1.16x, one thread).
+    weight_grad = weight is not None and weight.requires_grad and torch.is_grad_enabled()
+    if _kernels.eager_fallback("weighted_ce", logits.device, logits.shape[1] > 2 or weight_grad):
         return _eager(logits, target, weight, ignore_index, reduction)
     if not _kernels.use_kernel("weighted_ce", logits.device):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
