@@ -16,9 +16,13 @@
 # the passes and a last-block finish) before the package build, which it does not need:
 # GPU_CHECK_STAGES=probe alone skips the build.
 # Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt, probe.txt.
+# Exit status: non-zero when the build fails, when a CUDA test fails (or the test stage times out),
+# or when a benchmark's own correctness check fails; a benchmark file cut short by its time limit
+# only loses its remaining cases. Every stage still runs, so the files come back either way.
 # python -P: from the repo root, the source tree (no compiled _C) must not shadow the installed package;
 # python -m pip / pytest: the image's bare `pip` belongs to another interpreter.
 set -uo pipefail
+status=0
 out="${1:-${OUT:-/tmp/gpu_check}}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
@@ -38,7 +42,7 @@ if [[ " $stages " == *" probe "* ]]; then
   stage "probe"
   nvcc -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -Icsrc benchmarks/cuda_probe_pint.cu -o /tmp/cuda_probe_pint \
     && timeout -k 5 120 /tmp/cuda_probe_pint 2>&1 | tee "$out/probe.txt"
-  [[ "$stages" == "probe" ]] && { stage "done"; exit 0; }
+  [[ "$stages" == "probe" ]] && { stage "done"; exit 0; }  # the probe's own output is the result
 fi
 stage "build"
 NOISYSEG_CUDA_ARCHS=90 python -m pip install --no-build-isolation --no-deps . >"$out/build.log" 2>&1 || { tail -50 "$out/build.log"; exit 1; }
@@ -53,7 +57,9 @@ xdist=""; python -c "import xdist" 2>/dev/null && xdist="-n 8"
 OMP_NUM_THREADS=2 timeout -s INT -k 15 120 python -m pytest -q $xdist --maxfail=40 -rfE --tb=short -k cuda -p no:cacheprovider \
   test_weighted_ce.py test_pint.py test_metrics.py test_distance_transform.py test_morphology.py \
   test_elastic.py test_noise.py test_ramps.py test_cli.py test_direct_calls.py >"$out/tests.log" 2>&1
+tests_rc=$?
 grep -E "^(FAILED|ERROR)|passed|failed" "$out/tests.log" | tail -25
+if [ "$tests_rc" -ne 0 ]; then echo "CUDA tests FAILED (pytest exit status $tests_rc)"; status=1; fi
 fi
 cd ..
 # GPU benchmarks: the "cuda" cases of every benchmark file. Per-file limits in seconds; JSON per
@@ -67,6 +73,11 @@ for spec in $benches; do
   timeout -s INT -k 15 "$limit" python -P -m pytest "benchmarks/test_bench_$name.py" --benchmark-only -q -k "$kexpr" -p no:cacheprovider -rfEs \
     --benchmark-columns=median,iqr,rounds --benchmark-sort=name --benchmark-json="$json_dir/$name.json" 2>&1 \
     | tee -a "$out/bench.log" | grep -E "passed|failed|error|skipped|Error|Timeout|KeyboardInterrupt" | tail -5
+  bench_rc=${PIPESTATUS[0]}
+  # 1: a case failed its check; 2 (SIGINT from the timeout) and 5 (nothing selected) are not failures
+  if [ "$bench_rc" -eq 1 ] || [ "$bench_rc" -eq 3 ] || [ "$bench_rc" -eq 4 ]; then
+    echo "benchmarks $name FAILED (pytest exit status $bench_rc)"; status=1
+  fi
 done
 stage "roofline table"
 python -P benchmarks/roofline.py "$json_dir"/*.json --save-merged "$out/bench.json" 2>&1 | tee "$out/roofline.txt"
@@ -74,4 +85,5 @@ if [[ " $stages " == *" profile "* ]]; then
   stage "device time profile (limit 90 s)"
   timeout -s INT -k 10 90 python -P benchmarks/gpu_profile.py 2>&1 | tee "$out/profile.txt"
 fi
-stage "done"
+stage "done (exit status $status)"
+exit "$status"

@@ -5,7 +5,9 @@ tool a user would otherwise call), same inputs, same run; one benchmark group pe
 
 (from outside the repository, so that the installed package with its kernels is imported).
 
-elasticdeform is slow (about 2 s for one 128^3 volume), so its rounds are few (pedantic).
+elasticdeform is slow (about 2 s for one 128^3 volume), so its rounds are few (pedantic). Ours
+runs once per CPU variant of the kernels (``noisyseg_ext`` the default one, ``noisyseg_ext-avx2``,
+``noisyseg_ext-baseline``; _devices.variants).
 
 GPU: ``test_noisyseg_elastic_deform`` also runs on "cuda" (ids end in ``-cuda``; collected always,
 skipped without a GPU), on the same inputs moved to the device (control grid on the device too),
@@ -26,7 +28,7 @@ import torch
 
 import noisyseg_ext
 import roofline
-from _devices import DEVICE_PARAMS, require_kernels, run_pedantic
+from _devices import DEVICE_PARAMS, require_kernels, run_pedantic, run_variant, variants
 from noisyseg_ext.ops import _kernels
 
 try:
@@ -64,20 +66,22 @@ def _tag(benchmark, case, order, x, device, impl, ours):
                  ours=ours, min_bytes=roofline.elastic_bytes(x.shape[0], x.shape[1:], x.dtype, POINTS))
 
 
+@pytest.mark.parametrize("impl", variants("noisyseg_ext"))
 @pytest.mark.parametrize("device", DEVICE_PARAMS)
 @pytest.mark.parametrize("order", [0, 3])
 @pytest.mark.parametrize("case", list(CASES))
-def test_noisyseg_elastic_deform(benchmark, case, order, device):
+def test_noisyseg_elastic_deform(benchmark, case, order, device, impl):
     require_kernels(device)
     benchmark.group = f"elastic {case} order {order}" + ("" if device == "cpu" else f" {device}")
     x, d = _inputs(case, order)
-    _tag(benchmark, case, order, x, device, "noisyseg_ext", True)
+    _tag(benchmark, case, order, x, device, impl, True)
     xd, dd = x.to(device), d.to(device)
 
     def deform(x, d):
         return noisyseg_ext.elastic_deform(x, d, order=order)
 
-    out = run_pedantic(benchmark, deform, (xd, dd), device=device, rounds=ROUNDS[device], warmup_rounds=1)
+    with run_variant(benchmark, impl, device):
+        out = run_pedantic(benchmark, deform, (xd, dd), device=device, rounds=ROUNDS[device], warmup_rounds=1)
     assert out.shape == x.shape and out.dtype == x.dtype and out.device == xd.device
     if device != "cpu":  # same result as our CPU kernel (order 0: up to ties at exactly .5)
         ref, got = deform(x, d).numpy(), out.cpu().numpy()

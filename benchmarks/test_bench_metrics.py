@@ -12,6 +12,9 @@ also checks that its numbers match ours (medpy's hd95 against our mode="pooled")
 
     pytest benchmarks/test_bench_metrics.py --benchmark-only --benchmark-columns=median,min,rounds
 
+Ours (on the CPU) runs once per CPU variant of the kernels (impl ``noisyseg_ext`` the default one,
+``noisyseg_ext-avx2``, ``noisyseg_ext-baseline``; _devices.variants).
+
 On a GPU (``-k cuda``) ours runs on CUDA tensors (label maps); MONAI's metrics run on the CPU (the
 issue's goal: ">= 50x MONAI's CPU path"), and the GPU machine has no MONAI, so
 benchmarks/roofline.py compares the CUDA rows against MONAI's CPU medians recorded in
@@ -24,7 +27,7 @@ import scipy.ndimage as ndi
 import torch
 
 import roofline
-from _devices import SKIP_NO_CUDA, require_kernels, run_pedantic
+from _devices import SKIP_NO_CUDA, require_kernels, run_pedantic, run_variant, variants
 from noisyseg_ext import metrics as M
 
 NUM_CLASSES = 3
@@ -95,13 +98,15 @@ def _tag(benchmark, case, metric, device, impl, is_ours):
                  ours=is_ours, min_bytes=2 * n * int(np.prod(shape)))
 
 
+@pytest.mark.parametrize("impl", variants("noisyseg_ext"))
 @pytest.mark.parametrize("metric", ["hd95", "assd"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_noisyseg_labels(benchmark, case, metric):
+def test_noisyseg_labels(benchmark, case, metric, impl):
     pred, ref, _, _ = data(case)
     benchmark.group = f"{metric} {case}"
-    _tag(benchmark, case, metric, "cpu", "ours (labels)", True)
-    out = benchmark.pedantic(ours, args=(metric, pred, ref), rounds=5, iterations=1, warmup_rounds=1)
+    _tag(benchmark, case, metric, "cpu", f"ours (labels) {impl}", True)
+    with run_variant(benchmark, impl, "cpu", name="noisyseg_ext (label maps)"):
+        out = benchmark.pedantic(ours, args=(metric, pred, ref), rounds=5, iterations=1, warmup_rounds=1)
     assert out.shape == (CASES[case][0], 2) and torch.isfinite(out).all()
 
 
@@ -120,14 +125,16 @@ def test_noisyseg_labels_cuda(benchmark, case, metric):
     torch.testing.assert_close(out.cpu(), expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("impl", variants("noisyseg_ext"))
 @pytest.mark.parametrize("metric", ["hd95", "assd"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_noisyseg_onehot(benchmark, case, metric):
+def test_noisyseg_onehot(benchmark, case, metric, impl):
     _, _, yp, y = data(case)
     benchmark.group = f"{metric} {case}"
     fn = (lambda: M.hausdorff(yp, y, percentile=95)) if metric == "hd95" else \
         (lambda: M.average_surface_distance(yp, y, symmetric=True))
-    out = benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
+    with run_variant(benchmark, impl, "cpu", name="noisyseg_ext (MONAI's one-hot input)"):
+        out = benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
     torch.testing.assert_close(out, ours(metric, *data(case)[:2]))
 
 
@@ -163,12 +170,14 @@ def edt_masks():
     return pred == 1  # (4, 128, 128, 128) bool: distance to the organ, everywhere
 
 
-def test_edt_noisyseg(benchmark, edt_masks):
+@pytest.mark.parametrize("impl", variants("noisyseg_ext"))
+def test_edt_noisyseg(benchmark, edt_masks, impl):
     import noisyseg_ext
 
     benchmark.group = "distance_transform 4x128^3 spacing (1.5, 0.8, 0.8)"
-    out = benchmark.pedantic(noisyseg_ext.distance_transform, args=(edt_masks,),
-                             kwargs={"spacing": (1.5, 0.8, 0.8)}, rounds=5, iterations=1, warmup_rounds=1)
+    with run_variant(benchmark, impl, "cpu"):
+        out = benchmark.pedantic(noisyseg_ext.distance_transform, args=(edt_masks,),
+                                 kwargs={"spacing": (1.5, 0.8, 0.8)}, rounds=5, iterations=1, warmup_rounds=1)
     assert out.shape == edt_masks.shape
 
 

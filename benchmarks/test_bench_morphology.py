@@ -4,7 +4,8 @@
 
 One group per (shape, operation, structure); scipy runs once on the whole batch with a structure
 that has a singleton batch axis (no per-sample Python loop); max_pool only where it computes the
-same thing (box structure, dilation).
+same thing (box structure, dilation). Ours once per CPU variant of the kernels (``noisyseg_ext``
+the default one, ``noisyseg_ext-avx2``, ``noisyseg_ext-baseline``; _devices.variants).
 
 Every case also runs on "cuda" (ids end in ``-cpu`` / ``-cuda``; the CUDA ones are collected always
 and skipped without a GPU): ours and torch baselines that run on the GPU, on the same masks moved
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 import noisyseg_ext
 import roofline
-from _devices import DEVICE_PARAMS, require_kernels, run_pedantic
+from _devices import DEVICE_PARAMS, require_kernels, run_pedantic, run_variant, variants
 from noisyseg_ext.ops import _kernels
 from noisyseg_ext.ops.morphology import structure_tensor
 
@@ -83,7 +84,7 @@ def _conv(masks, op, structure, radius):
     return lambda: conv(masks[:, None].float(), w, padding=pad)[:, 0] > full - 0.5
 
 
-IMPLS = ["noisyseg_ext", "scipy", "torch_max_pool", "torch_conv"]
+IMPLS = [*variants("noisyseg_ext"), "scipy", "torch_max_pool", "torch_conv"]
 
 
 def _numpy(out):
@@ -104,11 +105,15 @@ def test_morphology(benchmark, shape, op, structure, radius, impl, device):
     require_kernels(device)
     masks = masks_for(shape, device)
     benchmark.group = f"{shape} {op} {structure} r={radius}" + ("" if device == "cpu" else f" {device}")
+    is_ours = impl.startswith("noisyseg_ext")
     roofline.tag(benchmark, op=f"{op} {structure} r={radius}", case=shape, dtype=masks.dtype, device=device,
-                 impl=impl, ours=impl == "noisyseg_ext",
+                 impl=impl, ours=is_ours,
                  min_bytes=roofline.morphology_bytes(masks.shape[0], masks.shape[1:], masks.dtype))
-    fn = {"noisyseg_ext": lambda: _ours(masks, op, structure, radius), "scipy": lambda: _scipy(masks, op, structure, radius),
-          "torch_max_pool": lambda: _max_pool(masks, radius), "torch_conv": lambda: _conv(masks, op, structure, radius)}[impl]()
-    out = run_pedantic(benchmark, fn, device=device, rounds=ROUNDS[device], warmup_rounds=1)
+    with run_variant(benchmark, impl, device, is_ours) as base:
+        fn = {"noisyseg_ext": lambda: _ours(masks, op, structure, radius),
+              "scipy": lambda: _scipy(masks, op, structure, radius),
+              "torch_max_pool": lambda: _max_pool(masks, radius),
+              "torch_conv": lambda: _conv(masks, op, structure, radius)}[base]()
+        out = run_pedantic(benchmark, fn, device=device, rounds=ROUNDS[device], warmup_rounds=1)
     ours = _ours(masks, op, structure, radius)()
     assert np.array_equal(_numpy(out), _numpy(ours))  # every baseline computes the same masks

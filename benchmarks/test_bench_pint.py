@@ -3,7 +3,9 @@
 Fused (noisyseg_ext.mc_uncertainty + pint_loss, and the streaming UncertaintyAccumulator) against
 the eager composite a user would write and its torch.compile, on the same inputs in the same run:
     pytest benchmarks/test_bench_pint.py --benchmark-only --benchmark-group-by=group
-One torch.compile per shape and device (compiled once, outside the timed rounds).
+One torch.compile per shape and device (compiled once, outside the timed rounds). On the CPU the
+fused steps run once per CPU variant of the kernels (``fused`` the default one, ``fused-avx2``,
+``fused-baseline``; _devices.variants), in the same group as the baselines.
 
 Every case runs on "cpu" and "cuda" (ids ``[2d-cpu]``, ``[3d-cuda]``, ...; the CUDA ones are
 collected always and skipped without a GPU). CUDA: issue goal >= 70 % of the memory roofline on
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 import noisyseg_ext
 import roofline
-from _devices import DEVICES, device_param, require_kernels, run_pedantic
+from _devices import DEVICES, device_param, require_kernels, run_pedantic, run_variant, variants
 from noisyseg_ext.methods import uamt_threshold
 
 SHAPES = {
@@ -89,14 +91,22 @@ def case(request):
     return shape_name, device, teacher, student, target
 
 
-def _run(benchmark, case, impl, name, ours):
+def _run(benchmark, case, impl, name, ours, variant=None):
+    shape_name, device, teacher, student, target = case
+    with run_variant(benchmark, variant or "eager", device, ours):
+        _run_step(benchmark, case, impl, name, ours)
+
+
+def _run_step(benchmark, case, impl, name, ours):
     shape_name, device, teacher, student, target = case
     T, N, C, spatial = SHAPES[shape_name]
     benchmark.group = f"pint {shape_name}: T={T} N={N} C={C} {'x'.join(map(str, spatial))}" \
                       + ("" if device == "cpu" else f" {device}")
-    benchmark.name = name
+    isa = benchmark.extra_info.get("cpu_isa")
+    benchmark.name = name if isa is None else f"{name} [{isa}]"
+    tag_impl = name.split(" (")[0] + ("" if isa is None else f" [{isa}]")
     roofline.tag(benchmark, op="pint step fwd+bwd", case=f"{shape_name} T={T} N={N} C={C} {'x'.join(map(str, spatial))}",
-                 dtype=student.dtype, device=device, impl=name.split(" (")[0], ours=ours,
+                 dtype=student.dtype, device=device, impl=tag_impl, ours=ours,
                  min_bytes=roofline.pint_bytes(T, N, C, spatial, student.dtype, target.dtype))
 
     def step():
@@ -112,12 +122,14 @@ def _run(benchmark, case, impl, name, ours):
                  warmup_rounds=WARMUP_ROUNDS[device])
 
 
-def test_fused(benchmark, case):
-    _run(benchmark, case, fused_loss, "fused (mc_uncertainty + pint_loss)", True)
+@pytest.mark.parametrize("variant", variants("fused"))
+def test_fused(benchmark, case, variant):
+    _run(benchmark, case, fused_loss, "fused (mc_uncertainty + pint_loss)", True, variant)
 
 
-def test_fused_streaming(benchmark, case):
-    _run(benchmark, case, streaming_loss, "fused streaming (UncertaintyAccumulator)", True)
+@pytest.mark.parametrize("variant", variants("fused"))
+def test_fused_streaming(benchmark, case, variant):
+    _run(benchmark, case, streaming_loss, "fused streaming (UncertaintyAccumulator)", True, variant)
 
 
 def test_eager(benchmark, case):

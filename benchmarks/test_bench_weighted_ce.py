@@ -2,7 +2,8 @@
 
 Run: pytest benchmarks/test_bench_weighted_ce.py --benchmark-only
 Each group (one shape, dtype, device) holds the fused op, eager PyTorch and torch.compile of the
-eager code, on the same inputs in the same run.
+eager code, on the same inputs in the same run; on the CPU the fused op once per CPU variant of
+the kernels (``fused`` the default one, ``fused-avx2``, ``fused-baseline``; _devices.variants).
 
 CUDA (float32 and bfloat16; collected always, skipped without a GPU): issue goal >= 70 % of the
 memory roofline (bytes counted in roofline.weighted_ce_bytes) and >= 3x eager. The L2 is flushed
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import roofline
-from _devices import DEVICES, device_param, require_kernels, run_pedantic
+from _devices import DEVICES, device_param, require_kernels, run_pedantic, run_variant, variants
 from noisyseg_ext import weighted_ce
 
 SHAPES = [(16, 2, 128, 128), (4, 2, 112, 112, 80), (8, 14, 256, 256)]
@@ -59,41 +60,44 @@ def step(fn, x, y, w):
         torch.cuda.synchronize()
 
 
-@pytest.mark.parametrize("impl", ["fused", "eager", "compile"])
+@pytest.mark.parametrize("impl", [*variants("fused"), "eager", "compile"])
 @pytest.mark.parametrize("shape,device,dtype", CASES, ids=lambda v: str(v).replace("torch.", "").replace(" ", ""))
 def test_weighted_ce_fwd_bwd(benchmark, impl, shape, device, dtype):
     if device == "cuda" and impl == "compile" and tuple(shape) not in CUDA_COMPILE_SHAPES:
         pytest.skip("torch.compile on CUDA: 3D shape only (compile warm-up time)")
     require_kernels(device)
     benchmark.group = f"weighted_ce fwd+bwd {tuple(shape)} {str(dtype)[6:]} {device}"
+    ours = impl.startswith("fused")
     roofline.tag(benchmark, op="weighted_ce fwd+bwd", case=str(tuple(shape)).replace(" ", ""), dtype=dtype,
-                 device=device, impl=impl, ours=impl == "fused", min_bytes=roofline.weighted_ce_bytes(shape, dtype))
-    fn = {"fused": fused_loss, "eager": eager_loss, "compile": compiled_loss}[impl]
-    x, y, w = make(shape, device, dtype)
-    if impl == "compile":
-        torch._dynamo.reset()
-        _compiled.clear()
-    step(fn, x, y, w)  # warm-up (and compilation)
-    run_pedantic(benchmark, step, (fn, x, y, w), device=device, rounds=ROUNDS[device], warmup_rounds=1)
+                 device=device, impl=impl, ours=ours, min_bytes=roofline.weighted_ce_bytes(shape, dtype))
+    with run_variant(benchmark, impl, device, ours) as base:
+        fn = {"fused": fused_loss, "eager": eager_loss, "compile": compiled_loss}[base]
+        x, y, w = make(shape, device, dtype)
+        if base == "compile":
+            torch._dynamo.reset()
+            _compiled.clear()
+        step(fn, x, y, w)  # warm-up (and compilation)
+        run_pedantic(benchmark, step, (fn, x, y, w), device=device, rounds=ROUNDS[device], warmup_rounds=1)
 
 
 # Meta-learning (MW-Net, MCPM) also differentiates with respect to the weight: d/dw = g * CE.
 WEIGHT_GRAD_SHAPE = (4, 2, 112, 112, 80)
 
 
-@pytest.mark.parametrize("impl", ["fused", "eager"])
+@pytest.mark.parametrize("impl", [*variants("fused"), "eager"])
 @pytest.mark.parametrize("device", [device_param(d, d, id=d) for d in DEVICES])
 def test_weighted_ce_fwd_bwd_weight_grad(benchmark, impl, device):
     require_kernels(device)
     shape = WEIGHT_GRAD_SHAPE
     benchmark.group = f"weighted_ce fwd+bwd, d/dlogits and d/dweight {shape} float32 {device}"
-    fn = {"fused": fused_loss, "eager": eager_loss}[impl]
-    x, y, w = make(shape, device, torch.float32)
-    w.requires_grad_(True)
+    with run_variant(benchmark, impl, device, impl.startswith("fused")) as base:
+        fn = {"fused": fused_loss, "eager": eager_loss}[base]
+        x, y, w = make(shape, device, torch.float32)
+        w.requires_grad_(True)
 
-    def step_w():
-        w.grad = None
-        step(fn, x, y, w)
+        def step_w():
+            w.grad = None
+            step(fn, x, y, w)
 
-    step_w()
-    run_pedantic(benchmark, step_w, device=device, rounds=ROUNDS[device], warmup_rounds=1)
+        step_w()
+        run_pedantic(benchmark, step_w, device=device, rounds=ROUNDS[device], warmup_rounds=1)

@@ -42,6 +42,7 @@ def both_paths(fn):
     return on, off
 
 
+@pytest.mark.any_cpu_isa
 def test_enabled_only_in_plain_eager():
     x = torch.randn(2, 3)
     with direct_calls(True):
@@ -141,6 +142,7 @@ def test_morphology_distance_and_elastic_paths_agree(device):
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.any_cpu_isa
 def test_compiled_calls_take_the_custom_op(device):
     if device.type == "cuda":
         pytest.skip("one device is enough: what is checked is the graph, not the kernel")
@@ -158,6 +160,7 @@ def test_compiled_calls_take_the_custom_op(device):
     assert any("weighted_ce_fwd" in s for s in seen), seen
 
 
+@pytest.mark.any_cpu_isa
 def test_jit_trace_records_the_custom_op():
     x = torch.randn(2, 3, 4, 5)
     y = torch.randint(0, 3, (2, 4, 5))

@@ -101,6 +101,7 @@ def test_zero_size():
     assert noisyseg_ext.distance_transform(torch.zeros(2, 0, 4, dtype=torch.bool)).shape == (2, 0, 4)
 
 
+@pytest.mark.any_cpu_isa
 def test_bad_input():
     mask = torch.zeros(2, 4, 5, dtype=torch.bool)
     with pytest.raises(ValueError, match="binary"):
@@ -173,6 +174,7 @@ def test_surface_matches_scipy_erosion(shape, device):
     assert torch.equal(mask_surface(mask.to(device)), reference.mask_surface(mask.to(device)))
 
 
+@pytest.mark.any_cpu_isa
 def test_opcheck():
     gen = torch.Generator().manual_seed(2)
     mask = random_mask((2, 9, 10), 0.2, gen)
@@ -182,6 +184,7 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.noisyseg.mask_boxes.default, (mask, mask, rows, [9, 10], 2, 2))
 
 
+@pytest.mark.any_cpu_isa
 def test_torch_compile_fullgraph():
     def f(m):
         return noisyseg_ext.distance_transform(m, spacing=(1.0, 0.5)).clamp(max=4.0) + mask_surface(m).float()

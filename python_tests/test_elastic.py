@@ -273,6 +273,7 @@ def test_random_elastic_deform_sigma_zero_is_identity_3d():
 # ----------------------------------------------------------------------------------------------
 # custom-op machinery
 
+@pytest.mark.any_cpu_isa
 def test_opcheck():
     d = _grid(2, (10, 9), (3, 4), 2.0, 0)
     field = torch.ops.noisyseg.elastic_field(d, [10, 9])
@@ -286,6 +287,7 @@ def test_opcheck():
         torch.library.opcheck(torch.ops.noisyseg.elastic_sample, args)
 
 
+@pytest.mark.any_cpu_isa
 def test_torch_compile_fullgraph():
     d = _grid(2, (16, 12), (3, 3), 3.0, 0)
     x = _image(2, (16, 12), 1, torch.float32)
@@ -354,6 +356,7 @@ def test_gradient_matches_reference_autograd():
     (lambda x, d, lab: noisyseg_ext.random_elastic_deform(x[0, 0], 2.0), ValueError, "spatial"),
     (lambda x, d, lab: noisyseg_ext.random_elastic_deform(x, 2.0, labels=True), TypeError, "label map"),
 ])
+@pytest.mark.any_cpu_isa
 def test_bad_input(call, exc, match):
     x = _image(2, (12, 10), 0, torch.float32)
     lab = _labels(2, (12, 10), 1, torch.uint8)
@@ -375,6 +378,7 @@ def test_devices():
         noisyseg_ext.elastic_deform([x, x.cpu()], d)
 
 
+@pytest.mark.any_cpu_isa
 def test_reference_fallback_path(monkeypatch):
     """What a CUDA tensor gets from a CPU-only build: the public function on the reference."""
     from noisyseg_ext.ops import elastic as elastic_mod

@@ -151,6 +151,7 @@ def test_identity_noncontiguous_and_empty(device):
     assert noisyseg_ext.dilate(masks).data_ptr() != masks.data_ptr()  # never in place
 
 
+@pytest.mark.any_cpu_isa
 def test_bad_inputs():
     m = torch.zeros(2, 8, 8, dtype=torch.bool)
     with pytest.raises(TypeError, match="float32"):
@@ -181,6 +182,7 @@ def test_bad_inputs():
         noisyseg_ext.dilate(np.zeros((1, 4, 4), bool))
 
 
+@pytest.mark.any_cpu_isa
 def test_opcheck(device):
     masks = random_labels((2, 9, 10), dtype=torch.int32).to(device)
     for erode in (False, True):
@@ -190,6 +192,7 @@ def test_opcheck(device):
                               (masks > 0, [0, 0, -1, 0, 0, 1], [2], 1, erode))
 
 
+@pytest.mark.any_cpu_isa
 def test_torch_compile_fullgraph(device):
     masks = random_masks((2, 17, 19)).to(device)
 
@@ -214,6 +217,7 @@ def test_large_pass_uses_threads_and_matches_scipy():
         assert torch.equal(out, scipy_binary(masks if op == "dilate" else ~masks, op, structure, 1))
 
 
+@pytest.mark.any_cpu_isa
 def test_fallback_reference_path(monkeypatch):
     """Where no kernel exists for the device, the public functions run the reference."""
     from noisyseg_ext.ops import _kernels
@@ -245,6 +249,7 @@ def test_cuda_per_element_math_on_cpu(monkeypatch, ndim, labels, one_launch):
             assert torch.equal(out, expected.to(x.dtype)), (structure, radius, iterations, op)
 
 
+@pytest.mark.any_cpu_isa
 def test_cuda_plan_is_one_launch_per_iteration():
     """On CUDA a cross or ball iteration is one stencil (one launch); the box stays separable."""
     from noisyseg_ext.ops.morphology import _plan

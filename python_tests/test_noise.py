@@ -155,6 +155,7 @@ def test_cpu_and_cuda_agree(cuda_device):
         assert torch.equal(a, b.cpu()) and ra == rb
 
 
+@pytest.mark.any_cpu_isa
 def test_bad_inputs():
     m = ellipses(4)
     with pytest.raises(ValueError, match="unknown protocol"):
@@ -201,6 +202,7 @@ def test_elastic_protocol_real_module(device):
     assert bool((d > 0.3).all()) and bool((d < 1).any())
 
 
+@pytest.mark.any_cpu_isa
 def test_elastic_protocol_draws_grids_and_calls_elastic_deform(monkeypatch):
     """The protocol's plumbing, with a stand-in for noisyseg_ext.ops.elastic (a shift by the mean
     displacement): grid shape (N, ndim, points, ..., points), N(0, sigma^2), per-sample seeds."""
@@ -228,6 +230,7 @@ def test_elastic_protocol_draws_grids_and_calls_elastic_deform(monkeypatch):
     assert torch.equal(calls[1][2][0], disp[row])
 
 
+@pytest.mark.any_cpu_isa
 def test_elastic_protocol_without_module_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "noisyseg_ext.ops.elastic", None)  # import raises ImportError
     with pytest.raises(RuntimeError, match="noisyseg_ext.ops.elastic"):
@@ -248,6 +251,7 @@ class _Pairs(torch.utils.data.Dataset):
         return torch.full((1, 2, 2), float(i)), self.masks[i].numpy()
 
 
+@pytest.mark.any_cpu_isa
 def test_noisy_dataset_serves_the_corrupted_set_and_caches(tmp_path, monkeypatch):
     masks = ellipses(9)
     base = _Pairs(masks)
@@ -292,6 +296,7 @@ def _fake_hc18(root, names, shape=(20, 30)):
         Image.fromarray(msk).save(root / "masks" / n)
 
 
+@pytest.mark.any_cpu_isa
 def test_hc18_loader_split_by_subject(tmp_path):
     names = [f"{s:03d}_{t}HC.png" for s in range(20) for t in ("", "2")] + ["007_3HC.png"]
     _fake_hc18(tmp_path, names)
@@ -313,6 +318,7 @@ def test_hc18_loader_split_by_subject(tmp_path):
     assert image.shape == (1, 20, 30) and abs(float(image.max()) - 5 * k / 255) < 1e-6
 
 
+@pytest.mark.any_cpu_isa
 def test_report_prints_a_table(tmp_path, capsys):
     _fake_hc18(tmp_path, [f"{s:03d}_HC.png" for s in range(10)])
     assert report.main(["--data", str(tmp_path), "--ratios", "0.3", "0.6", "--protocols", "dilation",
@@ -333,10 +339,12 @@ def test_noise_table_matches_direct_dice():
     assert rows[0]["corrupted"] == 5
 
 
+@pytest.mark.any_cpu_isa
 def test_top_level_name():
     assert noisyseg_ext.corrupt_labels is corrupt_labels
 
 
+@pytest.mark.any_cpu_isa
 def test_hc18_shared_copy_split():
     root = "/work/shared/data/hc18"
     if not os.path.isdir(os.path.join(root, "masks")):

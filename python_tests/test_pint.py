@@ -196,6 +196,7 @@ def test_no_gradient_into_teacher(device):
     assert not acc.result().mean_prob.requires_grad
 
 
+@pytest.mark.any_cpu_isa
 @pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int32, torch.int64])
 def test_mc_uncertainty_bad_inputs(device, label_dtype):
     x = torch.randn(2, 2, 3, 5, 5, device=device)
@@ -371,6 +372,7 @@ def test_pint_loss_no_gradient_into_teacher_targets(device):
     assert mu.grad is None and u.grad is None and s.grad is not None
 
 
+@pytest.mark.any_cpu_isa
 def test_pint_loss_double_backward_not_supported(device):
     s, target, mu, u = _inputs(device, torch.float64, (4, 4))
     loss = pint_loss(s, target, mu, u, pixel_threshold=0.9).loss
@@ -425,6 +427,7 @@ def test_all_ignored_mean_is_nan(device):
     assert float(pint_loss(s, target, mu, u, reduction="sum").loss.detach()) == 0.0
 
 
+@pytest.mark.any_cpu_isa
 def test_pint_loss_bad_inputs(device):
     s, target, mu, u = _inputs(device, torch.float32, (4, 4))
     with pytest.raises(ValueError, match="not both"):
@@ -455,6 +458,7 @@ def test_pint_loss_bad_inputs(device):
 # ----------------------------------------------------------------------------------------------
 # torch.library checks, compile, fallback
 
+@pytest.mark.any_cpu_isa
 def test_opcheck(device):
     x = torch.randn(3, 2, 3, 4, 5, device=device)
     target = make_target(2, (4, 5), 3, device)
@@ -497,6 +501,7 @@ def test_forward_without_want_grad_still_differentiable(device, want_map):
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
 
 
+@pytest.mark.any_cpu_isa
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_torch_compile_fullgraph(device, backend):
     teacher = torch.randn(4, 2, 2, 8, 8, device=device)
@@ -519,6 +524,7 @@ def test_torch_compile_fullgraph(device, backend):
     torch.testing.assert_close(g1, g2)
 
 
+@pytest.mark.any_cpu_isa
 def test_reference_fallback_matches_kernel(device, monkeypatch):
     teacher = torch.randn(3, 2, 3, 6, 7, device=device)
     target = make_target(2, (6, 7), 3, device)
@@ -538,30 +544,20 @@ def test_reference_fallback_matches_kernel(device, monkeypatch):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("avx2", [False, True])
-def test_cpu_code_paths_match_reference(avx2):
-    """The strip kernels run an AVX2 + FMA build when the CPU has it; cover the baseline too."""
-    from noisyseg_ext.ops._kernels import C
-
-    if avx2 and not C.cpu_avx2_available():
-        pytest.skip("CPU without AVX2 + FMA")
-    before = C.cpu_avx2_enabled()
-    C.set_cpu_avx2_enabled(avx2)
-    try:
-        assert C.cpu_avx2_enabled() == avx2
-        for dtype, classes in ((torch.float32, 3), (torch.float16, 3), (torch.float32, 2)):
-            x = (torch.randn(4, 3, classes, 11, 70) * 3).to(dtype)
-            target = make_target(3, (11, 70), classes, "cpu")
-            got = mc_uncertainty(x, target=target, normalize=True)
-            for g, r in zip(got, reference.mc_uncertainty(x, target=target, normalize=True)):
-                torch.testing.assert_close(g, r, **tol(dtype))
-            s = (torch.randn(3, classes, 11, 70) * 2).to(dtype).requires_grad_()
-            r = pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9, image_keep_ratio=0.7)
-            ref, ref_gate, _ = reference.pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9,
-                                                   image_keep_ratio=0.7)
-            torch.testing.assert_close(r.loss, ref, **loss_tol(dtype))
-            assert torch.equal(r.gate, ref_gate)
-            torch.testing.assert_close(torch.autograd.grad(r.loss, s)[0], torch.autograd.grad(ref, s)[0],
-                                       **loss_tol(dtype))
-    finally:
-        C.set_cpu_avx2_enabled(before)
+def test_strip_kernels_match_reference():
+    """Odd sizes (strips that end inside a vector), three dtypes, C = 2 and 3; like every test
+    without a `device`, once for each CPU variant (conftest.py)."""
+    for dtype, classes in ((torch.float32, 3), (torch.float16, 3), (torch.float32, 2)):
+        x = (torch.randn(4, 3, classes, 11, 70) * 3).to(dtype)
+        target = make_target(3, (11, 70), classes, "cpu")
+        got = mc_uncertainty(x, target=target, normalize=True)
+        for g, r in zip(got, reference.mc_uncertainty(x, target=target, normalize=True)):
+            torch.testing.assert_close(g, r, **tol(dtype))
+        s = (torch.randn(3, classes, 11, 70) * 2).to(dtype).requires_grad_()
+        r = pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9, image_keep_ratio=0.7)
+        ref, ref_gate, _ = reference.pint_loss(s, target, got.mean_prob, got.pixel, pixel_threshold=0.9,
+                                               image_keep_ratio=0.7)
+        torch.testing.assert_close(r.loss, ref, **loss_tol(dtype))
+        assert torch.equal(r.gate, ref_gate)
+        torch.testing.assert_close(torch.autograd.grad(r.loss, s)[0], torch.autograd.grad(ref, s)[0],
+                                   **loss_tol(dtype))

@@ -193,6 +193,7 @@ def test_mwnet_meta_gradient_matches_reference():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.any_cpu_isa
 def test_opcheck(device):
     x, y, w = make_inputs((2, 5, 4), 3, torch.float32, device)
     x.requires_grad_(True)
@@ -211,6 +212,7 @@ def test_opcheck(device):
                           (None, ggw.detach(), g, x.detach(), y, w.detach(), -100))
 
 
+@pytest.mark.any_cpu_isa
 def test_torch_compile_fullgraph_matches_eager(device):
     torch._dynamo.reset()
     x, y, w = make_inputs((2, 6, 7), 3, torch.float32, device)
@@ -225,6 +227,7 @@ def test_torch_compile_fullgraph_matches_eager(device):
     torch.testing.assert_close(torch.autograd.grad(out_c, x1)[0], torch.autograd.grad(out_e, x2)[0])
 
 
+@pytest.mark.any_cpu_isa
 def test_torch_compile_inductor(device):
     torch._dynamo.reset()
     x, y, w = make_inputs((2, 6, 7), 2, torch.float32, device)
@@ -280,6 +283,7 @@ def test_label_out_of_range_names_value(device, bad):
         weighted_ce(x, y, w)
 
 
+@pytest.mark.any_cpu_isa
 def test_bad_inputs():
     x, y, w = make_inputs((2, 4, 4), 3, torch.float32, "cpu")
     with pytest.raises(ValueError, match=r"target has shape \(2, 4, 5\)"):
@@ -307,6 +311,7 @@ def test_weight_dtype_is_cast(device):
     torch.testing.assert_close(weighted_ce(x, y, w.double()), weighted_ce(x, y, w))
 
 
+@pytest.mark.any_cpu_isa
 def test_fallback_warns_once_and_matches(monkeypatch):
     x, y, w = make_inputs((2, 5, 5), 3, torch.float64, "cpu")
     expected = weighted_ce(x, y, w, reduction="weighted_mean")
@@ -320,6 +325,7 @@ def test_fallback_warns_once_and_matches(monkeypatch):
     torch.testing.assert_close(out1, expected)
 
 
+@pytest.mark.any_cpu_isa
 def test_build_info():
     info = noisyseg_ext.build_info()
     assert info["compiled"] is True

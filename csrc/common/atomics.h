@@ -5,9 +5,11 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "host_device.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 NS_HD void atomic_min_i32(int32_t* p, int32_t v) {
 #if defined(__CUDA_ARCH__)
@@ -27,4 +29,5 @@ NS_HD void atomic_max_i32(int32_t* p, int32_t v) {
 #endif
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

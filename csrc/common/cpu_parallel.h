@@ -7,7 +7,10 @@
 #include <omp.h>
 #endif
 
+#include "cpu_isa.h"
+
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // Runs f(begin, end, part) over `parts` contiguous slices of [0, n).
 template <typename F>
@@ -39,4 +42,5 @@ inline int omp_threads() {
 #endif
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -8,10 +8,12 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cpu_isa.h"
 #include "cpu_parallel.h"
 #include "sums.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // One row segment, vectorised across columns: body(row, col0 + j, i0 + j) for j < len.
 template <typename A, typename Body>
@@ -64,4 +66,5 @@ void cpu_rows_cols(int64_t rows, int64_t cols, int64_t parts, double* partials, 
   });
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -4,12 +4,14 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "launch_cpu.h"
 #if defined(__CUDACC__)
 #include "launch_cuda.cuh"
 #endif
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 struct CpuLauncher {
   template <int K, typename A, typename Body>
@@ -29,4 +31,5 @@ struct CudaLauncher {
 };
 #endif
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

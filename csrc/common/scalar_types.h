@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu_isa.h"
 #include "host_device.h"
 
 #if defined(__CUDACC__)
@@ -15,6 +16,7 @@
 #endif
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 struct Half { uint16_t bits; };
 struct BFloat16 { uint16_t bits; };
@@ -149,4 +151,5 @@ void dispatch_floating_label(int code, int label_code, const char* what, F&& f) 
   });
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

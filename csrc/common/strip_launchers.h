@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cpu_isa.h"
 #include "cpu_parallel.h"
 #include "host_device.h"
 #if defined(__CUDACC__)
@@ -21,11 +22,12 @@
 #endif
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 constexpr int kCpuStrip = 64;
 
-// The CPU launcher is not compiled in CUDA translation units: the AVX2 dispatch below must have
-// one definition in the whole module (its switch is a function-local static).
+// The CPU launcher is not compiled in CUDA translation units (the CPU kernels' variants are
+// compiled from the _cpu.cpp sources only, see cpu_isa.h).
 #if !defined(__CUDACC__)
 
 // Adapts a one-pass body (strip without a pass index) to the multi-pass loop below.
@@ -61,30 +63,16 @@ inline __attribute__((always_inline)) void cpu_strips_of_parts(const Body& body,
     }
 }
 
-// x86-64: the build targets the baseline (SSE2) unless -march=native; the strip loops are also
-// compiled for AVX2 + FMA (everything they call inlined: `flatten`; `noinline`, or GCC inlines
-// this function into its caller where flatten no longer applies) and picked at run time when the
-// CPU has both. The choice can be switched off (cpu_avx2_enabled() = false) to test the baseline
-// path; results of the two paths may differ in the last bits (FMA contraction), never between calls.
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define NOISYSEG_CPU_AVX2_DISPATCH 1
+// The same, with everything it calls inlined (`flatten`: the bodies' lambdas, e.g. PINT's loss2
+// and StripExp::each callbacks, are otherwise left as calls, and a call inside a strip loop keeps
+// it scalar: the PINT loss forward ran 35 ns a pixel instead of 2); `noinline`, or GCC inlines
+// this into its caller, where flatten no longer applies.
 template <int KK, typename A, typename Body>
-__attribute__((target("avx2,fma"), flatten, noinline)) void cpu_strips_of_parts_avx2(
-    const Body& body, int64_t passes, int64_t cols, int64_t n, int64_t parts, int64_t p0, int64_t p1, A* acc) {
+__attribute__((flatten, noinline)) void cpu_strips_of_parts_flat(const Body& body, int64_t passes, int64_t cols,
+                                                                  int64_t n, int64_t parts, int64_t p0, int64_t p1,
+                                                                  A* acc) {
   cpu_strips_of_parts<KK>(body, passes, cols, n, parts, p0, p1, acc);
 }
-inline bool& cpu_avx2_enabled() {
-  static bool enabled = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return enabled;
-}
-inline bool cpu_avx2_available() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-#else
-inline bool& cpu_avx2_enabled() {
-  static bool enabled = false;
-  return enabled;
-}
-inline bool cpu_avx2_available() { return false; }
-#endif
 
 // A multi-pass body sweeps groups of consecutive parts pass by pass, about this many elements a
 // group: a run long enough for the hardware prefetcher (PINT's T = 8 teacher passes over parts
@@ -98,9 +86,6 @@ void cpu_pass_strips(int64_t rows, int64_t cols, int64_t parts, double* partials
                      const Body& body) {
   constexpr int KK = K > 0 ? K : 1;
   const int64_t n = rows * cols;
-#ifdef NOISYSEG_CPU_AVX2_DISPATCH
-  const bool avx2 = cpu_avx2_enabled();
-#endif
   if (parts < 1) parts = 1;
   int64_t group = 1;
   if (passes > 1) {
@@ -115,12 +100,7 @@ void cpu_pass_strips(int64_t rows, int64_t cols, int64_t parts, double* partials
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t p0 = g * group, p1 = p0 + group < parts ? p0 + group : parts;
     A acc[kMaxGroup * KK] = {};
-#ifdef NOISYSEG_CPU_AVX2_DISPATCH
-    if (avx2)
-      cpu_strips_of_parts_avx2<KK>(body, passes, cols, n, parts, p0, p1, acc);
-    else
-#endif
-      cpu_strips_of_parts<KK>(body, passes, cols, n, parts, p0, p1, acc);
+    cpu_strips_of_parts_flat<KK>(body, passes, cols, n, parts, p0, p1, acc);
     if (partials && K > 0)
       for (int64_t p = p0; p < p1; ++p)
         for (int k = 0; k < K; ++k) partials[p * K + k] = double(acc[(p - p0) * KK + k]);
@@ -301,4 +281,5 @@ struct CudaStripLauncher {
 };
 #endif
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

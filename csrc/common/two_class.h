@@ -5,9 +5,11 @@
 // score gives NaN everywhere (torch: exp(inf - inf)), a -inf score gives probabilities 0 / 1.
 #pragma once
 
+#include "cpu_isa.h"
 #include "host_device.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // True where a or b is +inf. The larger of the two, not a sum: +inf beside -inf counts too.
 template <typename A>
@@ -26,4 +28,5 @@ NS_HD A two_class_diff(A a, A b) {
   return (b - a) + (m - m);
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

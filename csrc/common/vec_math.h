@@ -14,10 +14,12 @@
 #include <cstdint>
 #include <limits>
 
+#include "cpu_isa.h"
 #include "host_device.h"
 #include "scalar_types.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 NS_HD float vsel(bool c, float a, float b) {
 #if defined(__CUDA_ARCH__)
@@ -163,4 +165,5 @@ NS_HD double ns_exp(double x) { return exp(x); }
 NS_HD double ns_exp_blend(double x) { return exp(x); }
 NS_HD double ns_log(double x) { return log(x); }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -38,9 +38,11 @@ struct SurfaceArgs {
   int64_t B = 0, D = 1, n0 = 1, n1 = 1, n2 = 1, parts = 1;
 };
 
-void distance_transform_cpu(const EdtArgs& a);
-void mask_boxes_cpu(const BoxArgs& a);
-void mask_surface_cpu(const SurfaceArgs& a);
+// CPU entry points, one per compiled instruction-set variant kIsa (common/cpu_isa.h); the
+// bindings call the active one through NOISYSEG_CPU_FN.
+template <int kIsa> void distance_transform_cpu(const EdtArgs& a);
+template <int kIsa> void mask_boxes_cpu(const BoxArgs& a);
+template <int kIsa> void mask_surface_cpu(const SurfaceArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void distance_transform_cuda(const EdtArgs& a, uintptr_t stream);
 void mask_boxes_cuda(const BoxArgs& a, uintptr_t stream);

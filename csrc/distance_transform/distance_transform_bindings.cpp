@@ -1,5 +1,6 @@
 #include <pybind11/pybind11.h>
 
+#include "../common/cpu_isa.h"
 #include "../common/device_dispatch.h"
 #include "../common/op_registry.h"
 #include "distance_transform.h"
@@ -42,15 +43,15 @@ NOISYSEG_REGISTER_BINDINGS(distance_transform) {
 
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.def("distance_transform", [](const EdtArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("distance_transform", a, device, stream, noisyseg::distance_transform_cpu,
+    noisyseg::run_on_device("distance_transform", a, device, stream, NOISYSEG_CPU_FN(noisyseg::distance_transform_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::distance_transform_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("mask_boxes", [](const BoxArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("mask_boxes", a, device, stream, noisyseg::mask_boxes_cpu,
+    noisyseg::run_on_device("mask_boxes", a, device, stream, NOISYSEG_CPU_FN(noisyseg::mask_boxes_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::mask_boxes_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("mask_surface", [](const SurfaceArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("mask_surface", a, device, stream, noisyseg::mask_surface_cpu,
+    noisyseg::run_on_device("mask_surface", a, device, stream, NOISYSEG_CPU_FN(noisyseg::mask_surface_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::mask_surface_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
 }

@@ -3,6 +3,7 @@
 #include "distance_transform_launch.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace {
 
 // CPU policy: OpenMP over chunks of lines, each chunk with its own envelope scratch. Lines differ
@@ -50,9 +51,10 @@ struct EdtCpuLauncher : CpuLauncher {
 };
 
 }  // namespace
+NOISYSEG_CPU_NAMESPACE_END
 
-void distance_transform_cpu(const EdtArgs& a) { distance_transform_run(a, EdtCpuLauncher{}); }
-void mask_boxes_cpu(const BoxArgs& a) { mask_boxes_run(a, EdtCpuLauncher{}); }
-void mask_surface_cpu(const SurfaceArgs& a) { mask_surface_run(a, CpuLauncher{}); }
+template <> void distance_transform_cpu<NOISYSEG_CPU_ISA>(const EdtArgs& a) { distance_transform_run(a, EdtCpuLauncher{}); }
+template <> void mask_boxes_cpu<NOISYSEG_CPU_ISA>(const BoxArgs& a) { mask_boxes_run(a, EdtCpuLauncher{}); }
+template <> void mask_surface_cpu<NOISYSEG_CPU_ISA>(const SurfaceArgs& a) { mask_surface_run(a, CpuLauncher{}); }
 
 }  // namespace noisyseg

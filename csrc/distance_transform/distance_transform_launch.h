@@ -5,6 +5,7 @@
 //     at the line's own slots of full-size scratch buffers).
 #pragma once
 
+#include "../common/cpu_isa.h"
 #include "../common/launchers.h"
 #include "../common/pointers.h"
 #include "../common/scalar_types.h"
@@ -12,6 +13,7 @@
 #include "distance_transform_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // Mask sources: label maps or 0/1 planes of bool / uint8 / int32 / int64, or 0/1 floating planes
 // (one-hot float32 / float64 tensors are read as they are).
@@ -83,4 +85,5 @@ void mask_surface_run(const SurfaceArgs& a, const Launch& launch) {
   launch.template rows_cols<0, float>(a.B, g.size(), a.parts, nullptr, body);
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -27,10 +27,12 @@
 // (lines without one are skipped); the other slots of the output are left unspecified.
 #pragma once
 
+#include "../common/cpu_isa.h"
 #include "../common/atomics.h"
 #include "../common/host_device.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace edt {
 
 struct Grid {
@@ -598,4 +600,5 @@ struct SurfaceBody {
 };
 
 }  // namespace edt
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -29,9 +29,11 @@ struct ElasticSampleArgs {
   int64_t cval_label = 0;
 };
 
-void elastic_prefilter_cpu(const ElasticPrefilterArgs& a);
-void elastic_expand_cpu(const ElasticExpandArgs& a);
-void elastic_sample_cpu(const ElasticSampleArgs& a);
+// CPU entry points, one per compiled instruction-set variant kIsa (common/cpu_isa.h); the
+// bindings call the active one through NOISYSEG_CPU_FN.
+template <int kIsa> void elastic_prefilter_cpu(const ElasticPrefilterArgs& a);
+template <int kIsa> void elastic_expand_cpu(const ElasticExpandArgs& a);
+template <int kIsa> void elastic_sample_cpu(const ElasticSampleArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void elastic_prefilter_cuda(const ElasticPrefilterArgs& a, uintptr_t stream);
 void elastic_expand_cuda(const ElasticExpandArgs& a, uintptr_t stream);

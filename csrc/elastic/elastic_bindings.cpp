@@ -1,5 +1,6 @@
 #include <pybind11/pybind11.h>
 
+#include "../common/cpu_isa.h"
 #include "../common/device_dispatch.h"
 #include "../common/op_registry.h"
 #include "elastic.h"
@@ -34,15 +35,15 @@ NOISYSEG_REGISTER_BINDINGS(elastic) {
 
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.def("elastic_prefilter", [](const ElasticPrefilterArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("elastic_prefilter", a, device, stream, noisyseg::elastic_prefilter_cpu,
+    noisyseg::run_on_device("elastic_prefilter", a, device, stream, NOISYSEG_CPU_FN(noisyseg::elastic_prefilter_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::elastic_prefilter_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("elastic_expand", [](const ElasticExpandArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("elastic_expand", a, device, stream, noisyseg::elastic_expand_cpu,
+    noisyseg::run_on_device("elastic_expand", a, device, stream, NOISYSEG_CPU_FN(noisyseg::elastic_expand_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::elastic_expand_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("elastic_sample", [](const ElasticSampleArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("elastic_sample", a, device, stream, noisyseg::elastic_sample_cpu,
+    noisyseg::run_on_device("elastic_sample", a, device, stream, NOISYSEG_CPU_FN(noisyseg::elastic_sample_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::elastic_sample_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
 }

@@ -3,6 +3,7 @@
 #include "elastic_launch.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace {
 
 struct ElasticCpuLauncher {
@@ -26,9 +27,10 @@ struct ElasticCpuLauncher {
 };
 
 }  // namespace
+NOISYSEG_CPU_NAMESPACE_END
 
-void elastic_prefilter_cpu(const ElasticPrefilterArgs& a) { elastic_prefilter(a, ElasticCpuLauncher{}); }
-void elastic_expand_cpu(const ElasticExpandArgs& a) { elastic_expand(a, ElasticCpuLauncher{}); }
-void elastic_sample_cpu(const ElasticSampleArgs& a) { elastic_sample(a, ElasticCpuLauncher{}); }
+template <> void elastic_prefilter_cpu<NOISYSEG_CPU_ISA>(const ElasticPrefilterArgs& a) { elastic_prefilter(a, ElasticCpuLauncher{}); }
+template <> void elastic_expand_cpu<NOISYSEG_CPU_ISA>(const ElasticExpandArgs& a) { elastic_expand(a, ElasticCpuLauncher{}); }
+template <> void elastic_sample_cpu<NOISYSEG_CPU_ISA>(const ElasticSampleArgs& a) { elastic_sample(a, ElasticCpuLauncher{}); }
 
 }  // namespace noisyseg

@@ -8,12 +8,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "../common/cpu_isa.h"
 #include "../common/pointers.h"
 #include "../common/scalar_types.h"
 #include "elastic.h"
 #include "elastic_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 template <typename Launch>
 void elastic_prefilter(const ElasticPrefilterArgs& a, const Launch& launch) {
@@ -108,4 +110,5 @@ void elastic_sample(const ElasticSampleArgs& a, const Launch& launch) {
   });
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -23,10 +23,12 @@
 
 #include <type_traits>
 
+#include "../common/cpu_isa.h"
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace elastic {
 
 // Border modes; codes shared with noisyseg_ext/ops/elastic.py (MODE_CODES).
@@ -330,4 +332,5 @@ struct Sample {
 };
 
 }  // namespace elastic
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -19,8 +19,10 @@ struct MorphArgs {
   int mode = 0;                       // combine: 0 = keep foreground, 1 = agree or zero
 };
 
-void morph_stencil_cpu(const MorphArgs& a);
-void morph_combine_cpu(const MorphArgs& a);
+// CPU entry points, one per compiled instruction-set variant kIsa (common/cpu_isa.h); the
+// bindings call the active one through NOISYSEG_CPU_FN.
+template <int kIsa> void morph_stencil_cpu(const MorphArgs& a);
+template <int kIsa> void morph_combine_cpu(const MorphArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void morph_stencil_cuda(const MorphArgs& a, uintptr_t stream);
 void morph_combine_cuda(const MorphArgs& a, uintptr_t stream);

@@ -1,5 +1,6 @@
 #include <pybind11/pybind11.h>
 
+#include "../common/cpu_isa.h"
 #include "../common/device_dispatch.h"
 #include "../common/op_registry.h"
 #include "morphology.h"
@@ -22,11 +23,11 @@ NOISYSEG_REGISTER_BINDINGS(morphology) {
 
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.def("morphology_stencil", [](const MorphArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("morphology_stencil", a, device, stream, noisyseg::morph_stencil_cpu,
+    noisyseg::run_on_device("morphology_stencil", a, device, stream, NOISYSEG_CPU_FN(noisyseg::morph_stencil_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::morph_stencil_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("morphology_combine", [](const MorphArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("morphology_combine", a, device, stream, noisyseg::morph_combine_cpu,
+    noisyseg::run_on_device("morphology_combine", a, device, stream, NOISYSEG_CPU_FN(noisyseg::morph_combine_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::morph_combine_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
 }

@@ -5,7 +5,7 @@ namespace noisyseg {
 // Chunks of output lines (n, d, h). Threads only for large passes (>= 2^26 element reads, a few ms on one core): a small
 // pass takes well under a millisecond on one core, and on a loaded machine an OpenMP barrier can
 // wait a whole scheduler time slice for a descheduled thread.
-void morph_stencil_cpu(const MorphArgs& a) {
+template <> void morph_stencil_cpu<NOISYSEG_CPU_ISA>(const MorphArgs& a) {
   morph_dispatch(a, "morphology_stencil", [&](auto tag, auto is_max) {
     using T = typename decltype(tag)::type;
     constexpr bool IsMax = decltype(is_max)::value;
@@ -32,6 +32,6 @@ void morph_stencil_cpu(const MorphArgs& a) {
   });
 }
 
-void morph_combine_cpu(const MorphArgs& a) { morph_combine(a, CpuLauncher{}); }
+template <> void morph_combine_cpu<NOISYSEG_CPU_ISA>(const MorphArgs& a) { morph_combine(a, CpuLauncher{}); }
 
 }  // namespace noisyseg

@@ -6,6 +6,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../common/cpu_isa.h"
 #include "../common/launchers.h"
 #include "../common/pointers.h"
 #include "../common/scalar_types.h"
@@ -13,6 +14,7 @@
 #include "morphology_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // Calls f(Tag<T>{}, std::bool_constant<IsMax>{}) for the mask dtype and the pass kind.
 template <typename F>
@@ -33,4 +35,5 @@ void morph_combine(const MorphArgs& a, const Launch& launch) {
   });
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -18,9 +18,11 @@
 
 #include <limits>
 
+#include "../common/cpu_isa.h"
 #include "../common/host_device.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace morph {
 
 struct Geom {
@@ -116,4 +118,5 @@ struct Combine {
 };
 
 }  // namespace morph
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

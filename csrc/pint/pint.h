@@ -40,11 +40,13 @@ struct PintArgs {
   bool g_map = false;
 };
 
-void pint_mc_stacked_cpu(const PintArgs& a);
-void pint_mc_accumulate_cpu(const PintArgs& a);
-void pint_mc_finalize_cpu(const PintArgs& a);
-void pint_loss_forward_cpu(const PintArgs& a);
-void pint_loss_backward_cpu(const PintArgs& a);
+// CPU entry points, one per compiled instruction-set variant kIsa (common/cpu_isa.h); the
+// bindings call the active one through NOISYSEG_CPU_FN.
+template <int kIsa> void pint_mc_stacked_cpu(const PintArgs& a);
+template <int kIsa> void pint_mc_accumulate_cpu(const PintArgs& a);
+template <int kIsa> void pint_mc_finalize_cpu(const PintArgs& a);
+template <int kIsa> void pint_loss_forward_cpu(const PintArgs& a);
+template <int kIsa> void pint_loss_backward_cpu(const PintArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void pint_mc_stacked_cuda(const PintArgs& a, uintptr_t stream);
 void pint_mc_accumulate_cuda(const PintArgs& a, uintptr_t stream);

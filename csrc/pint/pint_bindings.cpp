@@ -1,8 +1,8 @@
 #include <pybind11/pybind11.h>
 
+#include "../common/cpu_isa.h"
 #include "../common/device_dispatch.h"
 #include "../common/op_registry.h"
-#include "../common/strip_launchers.h"
 #include "pint.h"
 
 namespace py = pybind11;
@@ -26,7 +26,7 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
   const auto release = py::call_guard<py::gil_scoped_release>();
 #define PINT_DEF(pyname, fn)                                                                   \
   m.def(pyname, [](const PintArgs& a, int device, uintptr_t stream) {                          \
-    noisyseg::run_on_device(pyname, a, device, stream, noisyseg::fn##_cpu,                      \
+    noisyseg::run_on_device(pyname, a, device, stream, NOISYSEG_CPU_FN(noisyseg::fn##_cpu),    \
                             NOISYSEG_CUDA_FN(noisyseg::fn##_cuda));                             \
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release)
   PINT_DEF("pint_mc_stacked", pint_mc_stacked);
@@ -35,13 +35,4 @@ NOISYSEG_REGISTER_BINDINGS(pint) {
   PINT_DEF("pint_loss_forward", pint_loss_forward);
   PINT_DEF("pint_loss_backward", pint_loss_backward);
 #undef PINT_DEF
-
-  // Which CPU code path the strip kernels take (used by tests to cover both).
-  m.def("cpu_avx2_available", &noisyseg::cpu_avx2_available,
-        "Whether this CPU can run the AVX2 + FMA build of the strip kernels.");
-  m.def("cpu_avx2_enabled", []() { return noisyseg::cpu_avx2_enabled(); },
-        "Whether the strip kernels currently use their AVX2 + FMA build.");
-  m.def("set_cpu_avx2_enabled", [](bool on) {
-    noisyseg::cpu_avx2_enabled() = on && noisyseg::cpu_avx2_available();
-  }, py::arg("enabled"), "Use (when available) or avoid the AVX2 + FMA build of the strip kernels.");
 }

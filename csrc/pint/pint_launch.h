@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "../common/cpu_isa.h"
 #include "../common/pointers.h"
 #include "../common/scalar_types.h"
 #include "../common/strip_launchers.h"
@@ -10,6 +11,7 @@
 #include "pint_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // 1 / ln C when normalising (1 for C = 1, where u is 0 anyway).
 template <typename A>
@@ -105,4 +107,5 @@ void pint_loss_backward(const PintArgs& a, const Launch& launch) {
   });
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -27,12 +27,15 @@
 // step writes out (Python raises): no flag to zero before a pass, one device operation less.
 #pragma once
 
+#include "../common/cpu_isa.h"
 #include "../common/host_device.h"
 #include "../common/scalar_types.h"
+#include "../common/sums.h"
 #include "../common/two_class.h"
 #include "../common/vec_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 namespace pint {
 
 // 1 if a == b else 0, in integer bit operations: a compare feeding float arithmetic is turned
@@ -54,11 +57,10 @@ NS_HD int strip_labels(const L* target, int64_t i, int len, int64_t C, int64_t i
   }
   int bad = 0;
   for (int j = 0; j < len; ++j) {
-    const int64_t t = int64_t(target[i + j]);
-    const bool ignored = t == ignore_index, in_range = (t >= 0) & (t < C);
-    valid[j] = int32_t((!ignored) & in_range);
-    y[j] = valid[j] ? int32_t(t) : -1;
-    bad += int((!ignored) & (!in_range));
+    const L t = target[i + j];  // tested in 32-bit operations (host_device.h): vectorises on SSE2
+    valid[j] = int32_t(label_valid(t, C, ignore_index));
+    y[j] = valid[j] ? label_class(t) : -1;
+    bad += int(label_bad(t, C, ignore_index));
   }
   return bad;
 }
@@ -212,25 +214,6 @@ NS_HD void mean_entropy(const A* sums, A* mean, A* u, int64_t C, int64_t S, int 
       h[j] += neg_xlogx(m);
     }
   for (int j = 0; j < len; ++j) u[j] = h[j] * scale;
-}
-
-// Sum of v[0..len) by a pairwise tree over the zero-padded strip (v is overwritten): each level
-// is an element-wise add, so it vectorises, and the order is fixed by the strip layout. The
-// levels are unrolled at compile time (strip_fold): with a run-time level width GCC left loops
-// with epilogues and a scalar tail (PINT's loss forward 4 % slower, three sums a strip).
-template <int w, typename A>
-NS_HD void strip_fold(A* v) {
-  if constexpr (w > 0) {
-    for (int j = 0; j < w; ++j) v[j] += v[j + w];
-    strip_fold<w / 2>(v);
-  }
-}
-template <int W, typename A>
-NS_HD A strip_sum(A* v, int len) {
-  static_assert((W & (W - 1)) == 0, "strip width must be a power of two");
-  for (int j = len; j < W; ++j) v[j] = A(0);
-  strip_fold<W / 2>(v);
-  return v[0];
 }
 
 // Adds the strip's sum of u over valid pixels and their number to acc[0], acc[1].
@@ -467,7 +450,7 @@ struct CountValid {
   NS_HD void strip(int64_t, int64_t, int64_t i, int len, A* acc) const {
     const int64_t C = this->C, ignore = ignore_index;
     int32_t n = 0;
-    for (int j = 0; j < len; ++j) n += int32_t(is_valid_label(int64_t(target[i + j]), C, ignore));
+    for (int j = 0; j < len; ++j) n += int32_t(label_valid(target[i + j], C, ignore));
     acc[0] += A(n);
   }
 };
@@ -555,4 +538,5 @@ struct LossBackward {
 };
 
 }  // namespace pint
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

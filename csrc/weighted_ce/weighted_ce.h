@@ -17,9 +17,11 @@ struct WceArgs {
   uintptr_t grad_x = 0, grad_w = 0, grad_g = 0;
 };
 
-void wce_forward_cpu(const WceArgs& a);
-void wce_backward_cpu(const WceArgs& a);
-void wce_double_backward_cpu(const WceArgs& a);
+// CPU entry points, one per compiled instruction-set variant kIsa (common/cpu_isa.h); the
+// bindings call the active one through NOISYSEG_CPU_FN.
+template <int kIsa> void wce_forward_cpu(const WceArgs& a);
+template <int kIsa> void wce_backward_cpu(const WceArgs& a);
+template <int kIsa> void wce_double_backward_cpu(const WceArgs& a);
 #ifdef NOISYSEG_WITH_CUDA
 void wce_forward_cuda(const WceArgs& a, uintptr_t stream);
 void wce_backward_cuda(const WceArgs& a, uintptr_t stream);

@@ -1,5 +1,6 @@
 #include <pybind11/pybind11.h>
 
+#include "../common/cpu_isa.h"
 #include "../common/device_dispatch.h"
 #include "../common/op_registry.h"
 #include "weighted_ce.h"
@@ -24,15 +25,15 @@ NOISYSEG_REGISTER_BINDINGS(weighted_ce) {
 
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.def("weighted_ce_forward", [](const WceArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("weighted_ce_forward", a, device, stream, noisyseg::wce_forward_cpu,
+    noisyseg::run_on_device("weighted_ce_forward", a, device, stream, NOISYSEG_CPU_FN(noisyseg::wce_forward_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::wce_forward_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("weighted_ce_backward", [](const WceArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("weighted_ce_backward", a, device, stream, noisyseg::wce_backward_cpu,
+    noisyseg::run_on_device("weighted_ce_backward", a, device, stream, NOISYSEG_CPU_FN(noisyseg::wce_backward_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::wce_backward_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
   m.def("weighted_ce_double_backward", [](const WceArgs& a, int device, uintptr_t stream) {
-    noisyseg::run_on_device("weighted_ce_double_backward", a, device, stream, noisyseg::wce_double_backward_cpu,
+    noisyseg::run_on_device("weighted_ce_double_backward", a, device, stream, NOISYSEG_CPU_FN(noisyseg::wce_double_backward_cpu),
                             NOISYSEG_CUDA_FN(noisyseg::wce_double_backward_cuda));
   }, py::arg("args"), py::arg("device"), py::arg("stream"), release);
 }

@@ -3,12 +3,14 @@
 
 #include <type_traits>
 
+#include "../common/cpu_isa.h"
 #include "../common/launchers.h"
 #include "../common/pointers.h"
 #include "weighted_ce.h"
 #include "weighted_ce_math.h"
 
 namespace noisyseg {
+NOISYSEG_CPU_NAMESPACE_BEGIN
 
 // Calls f(std::integral_constant<int, CC>) with CC = 2 for binary segmentation (loops unrolled and
 // vectorised) and CC = 0 (class count read at run time) otherwise.
@@ -81,4 +83,5 @@ void wce_double_backward(const WceArgs& a, const Launch& launch) {
   });
 }
 
+NOISYSEG_CPU_NAMESPACE_END
 }  // namespace noisyseg

@@ -6,7 +6,10 @@ dtype codes, device selection, stream handles, the error flag and the fallback d
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
+from typing import Iterator
 
 import torch
 
@@ -51,6 +54,64 @@ def use_kernel(op: str, device: torch.device) -> bool:
         warnings.warn(f"noisyseg_ext.{op}: {why}; using the pure-torch reference on {device.type} "
                       "(slower, same results).", RuntimeWarning, stacklevel=3)
     return False
+
+
+def cpu_isas() -> list[str]:
+    """The CPU kernels' instruction-set variants this build has and this CPU runs, lowest first
+    (a subset of ``["baseline", "avx2", "avx512"]``; empty without a compiled module)."""
+    return list(C.build_info()["cpu_isa_supported"]) if C is not None else []
+
+
+def active_cpu_isa() -> str | None:
+    """The variant the CPU kernels run now (chosen at import: the best in :func:`cpu_isas`, or the
+    one named by the environment variable ``NOISYSEG_CPU_ISA``)."""
+    return str(C.cpu_isa()) if C is not None else None
+
+
+@contextlib.contextmanager
+def use_cpu_isa(name: str) -> Iterator[None]:
+    """Run the CPU kernels' variant ``name`` inside the block (tests and benchmarks compare the
+    variants in one process); raises ValueError when it is not in :func:`cpu_isas`. Not
+    thread-safe: the variant is one setting for the whole process."""
+    if C is None or name not in cpu_isas():
+        raise ValueError(f"CPU variant {name!r} is not available here (available: {cpu_isas()})")
+    before = active_cpu_isa()
+    C.set_cpu_isa(name)
+    try:
+        yield
+    finally:
+        C.set_cpu_isa(before)
+
+
+# Where the baseline variant's kernels are slower than eager PyTorch, which on a CPU with AVX2
+# dispatches to its own AVX2 / AVX-512 kernels (benchmarks/RESULTS.md, "CPU variants"): the op then
+# takes its pure-torch path, the same code as the eager baseline. op -> the cases, as build_info()
+# says them. Off with NOISYSEG_EAGER_FALLBACK=0 (the tests turn it off to test the kernels).
+EAGER_FALLBACKS = {"weighted_ce": "weighted_ce with more than 2 classes, or with a weight that requires grad"}
+_eager_fallback_on = os.environ.get("NOISYSEG_EAGER_FALLBACK", "1").lower() not in ("0", "off", "false", "no")
+_torch_vectorised = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def set_eager_fallback(enabled: bool) -> bool:
+    """Turns the eager fallback (:data:`EAGER_FALLBACKS`) on or off; returns the previous setting."""
+    global _eager_fallback_on
+    before, _eager_fallback_on = _eager_fallback_on, bool(enabled)
+    return before
+
+
+def eager_fallbacks_active() -> list[str]:
+    """The cases in which ops take the eager path now (the baseline variant is active while torch's
+    own CPU kernels are AVX2 or AVX-512); empty otherwise."""
+    if not (_eager_fallback_on and _torch_vectorised and C is not None and C.cpu_isa() == "baseline"):
+        return []
+    return list(EAGER_FALLBACKS.values())
+
+
+def eager_fallback(op: str, device: torch.device, case: bool = True) -> bool:
+    """True when ``op`` should run its pure-torch path on ``device``: the CPU, in a ``case`` of
+    :data:`EAGER_FALLBACKS`, with the baseline variant active and torch's kernels vectorised."""
+    return (case and device.type == "cpu" and _eager_fallback_on and _torch_vectorised and C is not None
+            and op in EAGER_FALLBACKS and C.cpu_isa() == "baseline")
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

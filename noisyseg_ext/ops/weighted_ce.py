@@ -16,6 +16,7 @@ import functools
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from noisyseg_ext.ops import _checks, _direct, _kernels, label_checks, reference
@@ -182,6 +183,36 @@ def _bwd_bwd_fake(ggx, ggw, g, logits, target, weight, ignore_index):
 
 
 # ----------------------------------------------------------------------------------------------
+# eager path (the baseline CPU variant's fallback, _kernels.EAGER_FALLBACKS)
+
+def _eager(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, reduction: str) -> Tensor:
+    """weighted_ce in plain torch operations, as few as its semantics allow: what a user would
+    write (F.cross_entropy, times the weight, the reduction), autograd doing every derivative.
+    Same values and errors as the kernels (reference.weighted_ce checks the labels in five more
+    passes; here torch's own bound check raises, turned into our ValueError)."""
+    acc = _kernels.acc_dtype(logits.dtype)
+    t = target.long()
+    try:
+        ce = F.cross_entropy(logits.to(acc), t, reduction="none", ignore_index=ignore_index)
+    except IndexError:
+        _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index)
+        raise
+    valid = t != ignore_index
+    # where, not a product with the weight alone: an inf / NaN weight at an ignored pixel gives 0
+    loss = ce if weight is None else torch.where(valid, ce * weight.to(acc), ce.new_zeros(()))
+    if reduction == "none":
+        return loss.to(logits.dtype)
+    total = loss.sum()
+    if reduction == "sum":
+        return total.to(logits.dtype)
+    if reduction == "mean":
+        return (total / valid.sum()).to(logits.dtype)
+    wsum = valid.sum().to(acc) if weight is None else torch.where(valid, weight.to(acc), ce.new_zeros(())).sum()
+    safe = torch.where(wsum != 0, wsum, torch.ones_like(wsum))
+    return torch.where(wsum != 0, total / safe, torch.zeros_like(total)).to(logits.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
 # public function
 
 def _validate(logits, target, weight, ignore_index, reduction) -> None:
@@ -228,6 +259,12 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
     _validate(logits, target, weight, ignore_index, reduction)
     if weight is not None and weight.dtype != logits.dtype:
         weight = weight.to(logits.dtype)
+    # The eager path where the baseline CPU variant is slower than torch's vectorised kernels
+    # (_kernels.EAGER_FALLBACKS; build_info() says when): more than two classes (0.6x eager), and
+    # the gradient with respect to the weight (MW-Net, MCPM: 0.95-1.16x, one thread).
+    weight_grad = weight is not None and weight.requires_grad and torch.is_grad_enabled()
+    if _kernels.eager_fallback("weighted_ce", logits.device, logits.shape[1] > 2 or weight_grad):
+        return _eager(logits, target, weight, ignore_index, reduction)
     if not _kernels.use_kernel("weighted_ce", logits.device):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
     args = (logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
