@@ -3,10 +3,10 @@
 # benchmarks, print a short roofline table. Usage (repo root): bash benchmarks/gpu_check.sh [OUT_DIR]
 #
 # Budget (device tool: one command <= 10 min, at most 8 files back from $OUT): build (not bounded
-# here; sm_90 only, 16 jobs), CUDA tests <= 120 s, benchmarks <= 225 s in five pytest runs (one per
+# here; sm_90 only, 16 jobs), CUDA tests <= 120 s, training steps <= 120 s, benchmarks <= 225 s in five pytest runs (one per
 # file, each with its own timeout, so that one slow file loses only its own cases: on the timeout
-# pytest gets SIGINT and still writes its JSON), then the table. Give the call timeout_s >= 480 (it needs about 5 minutes).
-# Environment (defaults in brackets): GPU_CHECK_STAGES [tests bench profile] picks stages after the
+# pytest gets SIGINT and still writes its JSON), then the table. Give the call timeout_s >= 600 (it needs about 7 minutes).
+# Environment (defaults in brackets): GPU_CHECK_STAGES [tests train bench profile] picks stages after the
 # build; GPU_CHECK_BENCHES [weighted_ce:60 pint:70 metrics:40 morphology:30 elastic:25] the benchmark
 # files and their limits; GPU_CHECK_K [cuda] their -k expression ("cuda or monai" also times MONAI's
 # CPU path there, when a MONAI wheel travels in .whl/: carry it, it is installed first);
@@ -15,7 +15,9 @@
 # variants of PINT's kernels beside the library's, finer part splits, the small operations around
 # the passes and a last-block finish) before the package build, which it does not need:
 # GPU_CHECK_STAGES=probe alone skips the build.
-# Files left in OUT: info.txt, build.log, tests.log, bench.log, bench.json, roofline.txt, profile.txt, probe.txt.
+# Stage "train" runs benchmarks/gpu_train_steps.py: every method's training steps under
+# torch.cuda.set_sync_debug_mode("error"), then a short fit; a failure sets the exit status.
+# Files left in OUT: info.txt, build.log, tests.log, train.txt, bench.log, bench.json, roofline.txt, profile.txt, probe.txt.
 # Exit status: non-zero when the build fails, when a CUDA test fails (or the test stage times out),
 # or when a benchmark's own correctness check fails; a benchmark file cut short by its time limit
 # only loses its remaining cases. Every stage still runs, so the files come back either way.
@@ -32,7 +34,7 @@ stage "device"
 nvcc --version | tail -2
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv | tee "$out/info.txt"
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/info.txt"
-stages="${GPU_CHECK_STAGES:-tests bench profile}"
+stages="${GPU_CHECK_STAGES:-tests train bench profile}"
 benches="${GPU_CHECK_BENCHES:-weighted_ce:60 pint:70 metrics:40 morphology:30 elastic:25}"
 kexpr="${GPU_CHECK_K:-cuda}"
 if [ -d .whl ]; then  # wheels the GPU image lacks (MONAI), carried by the call
@@ -62,6 +64,13 @@ grep -E "^(FAILED|ERROR)|passed|failed" "$out/tests.log" | tail -25
 if [ "$tests_rc" -ne 0 ]; then echo "CUDA tests FAILED (pytest exit status $tests_rc)"; status=1; fi
 fi
 cd ..
+if [[ " $stages " == *" train "* ]]; then
+stage "training steps under set_sync_debug_mode('error') (limit 120 s)"
+# every method's Trainer steps on CUDA must not wait for the device (issue 14, section 8)
+OMP_NUM_THREADS=2 timeout -s INT -k 10 120 python -P benchmarks/gpu_train_steps.py 2>&1 | tee "$out/train.txt"
+train_rc=${PIPESTATUS[0]}
+if [ "$train_rc" -ne 0 ]; then echo "training steps FAILED (exit status $train_rc)"; status=1; fi
+fi
 # GPU benchmarks: the "cuda" cases of every benchmark file. Per-file limits in seconds; JSON per
 # file in a scratch folder, merged into bench.json.
 json_dir="$(mktemp -d)"
