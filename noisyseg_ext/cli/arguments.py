@@ -30,7 +30,9 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
     for o in options:
         group = groups.get(o.group) or groups.setdefault(o.group, parser.add_argument_group(o.group))
         extra = f" [choices: {', '.join(map(str, o.choices))}]" if o.choices else ""
-        help_text = f"{o.help}{extra} (default: {_default_text(o)})".replace("%", "%%")
+        # an option whose help says its default in words ("default: the network's own") keeps only that
+        default = "" if "(default:" in o.help else f" (default: {_default_text(o)})"
+        help_text = f"{o.help}{extra}{default}".replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": o.name, "default": argparse.SUPPRESS, "help": help_text}
         if o.parse is parse_bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
