@@ -218,11 +218,56 @@ def table(rows, peak_override=None, copy_gbs=None):
     return lines
 
 
+def _impl_label(info) -> str:
+    """The implementation with its CPU variant: "fused-avx2" / "fused" on avx512 -> "fused [avx2]" / "fused [avx512]"."""
+    impl, isa = info["impl"], info.get("cpu_isa")
+    if not isa or "[" in impl:
+        return impl
+    base = impl[: -len(isa) - 1] if impl.endswith("-" + isa) else impl
+    return f"{base} [{isa}]"
+
+
+def markdown(rows) -> list[str]:
+    """Markdown tables, the form of benchmarks/RESULTS.md: one table per op family (the op's first
+    word, e.g. "dilate", "pint"), a row per (op, case, dtype, device), a column per implementation:
+    its median in ms and, for ours, the reference baseline's median divided by it (the reference:
+    the eager one, else the first baseline)."""
+    families = defaultdict(lambda: defaultdict(dict))
+    for info, med, rounds in rows:
+        key = (info["op"], info["case"], info["dtype"], info["device"])
+        families[info["op"].split(" ")[0]][key][_impl_label(info)] = (info, med)
+    out = []
+    for fam in sorted(families):
+        groups = families[fam]
+        impls = {}
+        for g in groups.values():
+            for label, (info, _) in g.items():
+                impls.setdefault(label, bool(info.get("ours")))
+        cols = sorted(impls, key=lambda k: (not impls[k], k))
+        out += ["", f"| {fam}: op, case | " + " | ".join(cols) + " |", "| --- " * (len(cols) + 1) + "|"]
+        for key in sorted(groups):
+            g = groups[key]
+            bases = [v for k, v in g.items() if not impls[k]]
+            ref = next((v for k, v in g.items() if not impls[k] and "eager" in k), bases[0] if bases else None)
+            cells = []
+            for c in cols:
+                if c not in g:
+                    cells.append("")
+                    continue
+                med = g[c][1]
+                ratio = f" ({ref[1] / med:.2f}x)" if impls[c] and ref and med else ""
+                cells.append(f"{_ms(med)}{ratio}")
+            op, case, dtype, dev = key
+            out.append(f"| {op} {case} {dtype} {dev} | " + " | ".join(cells) + " |")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("json", nargs="+", help="pytest-benchmark --benchmark-json files")
     ap.add_argument("--peak-gbs", type=float, default=None, help="override the peak bandwidth (GB/s)")
     ap.add_argument("--no-copy", action="store_true", help="do not time a device-to-device copy")
+    ap.add_argument("--markdown", action="store_true", help="print markdown tables instead: per op family, ms and (reference baseline / ours) per implementation (RESULTS.md)")
     ap.add_argument("--save-merged", metavar="PATH", help="also write the benchmarks of all the JSON files into one")
     args = ap.parse_args(argv)
     if args.save_merged:
@@ -240,6 +285,9 @@ def main(argv=None):
         with open(args.save_merged, "w") as f:
             json.dump(merged or {"benchmarks": []}, f, indent=1)
     rows = load(args.json)
+    if args.markdown:
+        print("\n".join(markdown(rows)))
+        return 0
     names = sorted({i.get("device_name", "?") for i, _, _ in rows if i.get("device") == "cuda"})
     for n in names:
         p = args.peak_gbs or peak_gbs(n)
