@@ -69,3 +69,57 @@ def test_hand_written_step(benchmark, setup, loss):
         _sync(device)
 
     run_pedantic(benchmark, step, device=device, rounds=ROUNDS[device], warmup_rounds=3)
+
+
+def interleaved(rounds: int = 20, device: str = "cpu") -> dict[str, list[float]]:
+    """Seconds per step of the three variants, run in turn within each round (trainer, hand
+    cross_entropy, hand weighted_ce, then the next round), so that the load of a shared machine
+    falls on all three alike; pytest-benchmark runs each group's cases one after the other."""
+    import tempfile
+    import time
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_config(steps=10_000, batch=8, out=f"{tmp}/run", quiet=True, device=device, eval_every=10_000)
+        trainer = Trainer(cfg)
+        batch = {k: v.to(device) for k, v in trainer.train_set.fixed_batch(list(range(8))).items()}
+        net = copy.deepcopy(trainer.net)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        x, y = batch["image"], batch["label"]
+
+        def hand(fn):
+            def step(_):
+                opt.zero_grad(set_to_none=True)
+                fn(net(x), y).backward()
+                opt.step()
+            return step
+
+        steps = {"trainer": lambda i: trainer._train_step(batch, i), "hand cross_entropy": hand(F.cross_entropy),
+                 "hand weighted_ce": hand(weighted_ce)}
+        times: dict[str, list[float]] = {k: [] for k in steps}
+        for i in range(rounds + 3):
+            for name, fn in steps.items():
+                t0 = time.perf_counter()
+                fn(i)
+                _sync(device)
+                if i >= 3:  # warm-up rounds
+                    times[name].append(time.perf_counter() - t0)
+        return times
+
+
+if __name__ == "__main__":
+    import argparse
+    import statistics
+
+    ap = argparse.ArgumentParser(description="Trainer step against hand-written loops, interleaved")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t = interleaved(a.rounds, a.device)
+    ref_min, ref_med = min(t["hand cross_entropy"]), statistics.median(t["hand cross_entropy"])
+    print(f"{a.device}, {torch.get_num_threads()} threads, {a.rounds} interleaved rounds")
+    for name, v in t.items():
+        print(f"{name:20s} min {min(v) * 1e3:7.1f} ms ({min(v) / ref_min:5.3f}x)  "
+              f"median {statistics.median(v) * 1e3:7.1f} ms ({statistics.median(v) / ref_med:5.3f}x)")
