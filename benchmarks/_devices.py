@@ -107,6 +107,25 @@ def flush_l2() -> None:
     torch.cuda.synchronize()
 
 
+def sync(device: str) -> None:
+    """Waits for the device (a no-op on the CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def trainer_steps(trainer, batch: dict):
+    """A callable that runs the trainer's next training step on ``batch`` (step 0, 1, 2, ...; its
+    ``count`` attribute says how many ran), for :func:`run_pedantic`, which waits for the device
+    after each call."""
+
+    def step():
+        trainer._train_step(batch, step.count)
+        step.count += 1
+
+    step.count = 0
+    return step
+
+
 def run_pedantic(benchmark, fn, args=(), *, device: str, rounds: int, warmup_rounds: int = 1):
     """benchmark.pedantic with one iteration per round; see the module docstring for CUDA."""
     if device != "cuda":

@@ -40,7 +40,7 @@ import tempfile
 import pytest
 import torch
 
-from _devices import DEVICES, device_param, run_pedantic
+from _devices import DEVICES, device_param, run_pedantic, sync, trainer_steps
 
 T = 8
 GOAL_TIME = T / 4 + 1.5
@@ -84,10 +84,6 @@ def build(device: str, shape: str, case: str, out: str):
     batch = {k: v.to(device) for k, v in trainer.train_set.fixed_batch(list(range(n))).items()}
     return trainer, batch
 
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def _vm_kib(field: str) -> int:
@@ -139,17 +135,11 @@ PARAMS = [device_param(d, d, s, c, id=f"{s}-{c}-{d}") for d in DEVICES for s in 
 def test_step(benchmark, tmp_path, device, shape, case):
     trainer, batch = build(device, shape, case, str(tmp_path / "run"))
     benchmark.group = f"mean-teacher step {shape} {device}"
-    state = {"step": 0}
-
-    def step():
-        trainer._train_step(batch, state["step"])
-        state["step"] += 1
-        _sync(device)
-
-    run_pedantic(benchmark, step, device=device, rounds=ROUNDS[(shape, device)], warmup_rounds=2)
+    steps = trainer_steps(trainer, batch)
+    run_pedantic(benchmark, steps, device=device, rounds=ROUNDS[(shape, device)], warmup_rounds=2)
     key = (device, shape)
     median = benchmark.stats.stats.median
-    memory = measure_memory(device, shape, case, trainer, batch, state["step"])
+    memory = measure_memory(device, shape, case, trainer, batch, steps.count)
     info = {"median_s": median, **memory}
     if case == "baseline":
         _MEDIANS[key], _PEAKS[key] = median, memory.get("step_peak_mib")
@@ -184,10 +174,10 @@ def test_interleaved_ratio(benchmark, tmp_path, device, shape, case):
     state = {"step": 0}
 
     def timed(trainer, name):
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         trainer._train_step(batch, state["step"])
-        _sync(device)
+        sync(device)
         times[name].append(time.perf_counter() - t)
 
     def one_round():  # baseline, case, baseline: each case step has a baseline step on either side
@@ -220,10 +210,10 @@ def round_robin(device: str = "cpu", shape: str = "2d", rounds: int = 5, cases=N
         for r in range(rounds + 2):  # two untimed rounds first
             for c in cases:
                 for name in ("baseline", c):
-                    _sync(device)
+                    sync(device)
                     t = time.perf_counter()
                     trainers[name]._train_step(batch, r)
-                    _sync(device)
+                    sync(device)
                     if r >= 2:
                         times[name].append(time.perf_counter() - t)
     base = statistics.median(times["baseline"])
@@ -267,10 +257,10 @@ def teacher_pass_variants(device: str = "cpu", shape: str = "2d", rounds: int = 
     times = {k: [] for k in variants}
     for r in range(rounds + 1):
         for k, fn in variants.items():
-            _sync(device)
+            sync(device)
             t = time.perf_counter()
             fn()
-            _sync(device)
+            sync(device)
             if r:
                 times[k].append(time.perf_counter() - t)
     return {k: (min(v), statistics.median(v)) for k, v in times.items()}

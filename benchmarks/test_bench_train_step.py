@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _devices import DEVICE_PARAMS, run_pedantic
+from _devices import DEVICE_PARAMS, run_pedantic, sync, trainer_steps
 from noisyseg_ext import weighted_ce
 from noisyseg_ext.training import Trainer, make_config
 
@@ -37,22 +37,11 @@ def setup(request, tmp_path_factory):
     return device, trainer, batch, net, opt
 
 
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
 
 def test_trainer_step(benchmark, setup):
     device, trainer, batch, _, _ = setup
     benchmark.group = f"train step {device}"
-    state = {"step": 0}
-
-    def step():
-        trainer._train_step(batch, state["step"])
-        state["step"] += 1
-        _sync(device)
-
-    run_pedantic(benchmark, step, device=device, rounds=ROUNDS[device], warmup_rounds=3)
+    run_pedantic(benchmark, trainer_steps(trainer, batch), device=device, rounds=ROUNDS[device], warmup_rounds=3)
 
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "weighted_ce"])
@@ -66,7 +55,6 @@ def test_hand_written_step(benchmark, setup, loss):
         opt.zero_grad(set_to_none=True)
         fn(net(x), y).backward()
         opt.step()
-        _sync(device)
 
     run_pedantic(benchmark, step, device=device, rounds=ROUNDS[device], warmup_rounds=3)
 
@@ -100,7 +88,7 @@ def interleaved(rounds: int = 20, device: str = "cpu") -> dict[str, list[float]]
             for name, fn in steps.items():
                 t0 = time.perf_counter()
                 fn(i)
-                _sync(device)
+                sync(device)
                 if i >= 3:  # warm-up rounds
                     times[name].append(time.perf_counter() - t0)
         return times
