@@ -9,6 +9,9 @@ Defaults are those of ``../shared/METHODS.md`` §5 and, where it is silent, UA-M
 from __future__ import annotations
 
 from noisyseg_ext.training.options import Option, optional
+from noisyseg_ext.training.options import _non_negative_float as _non_negative
+from noisyseg_ext.training.options import _non_negative_int, _positive_int
+from noisyseg_ext.training.options import _positive_float as _positive
 
 GROUP = "mean-teacher methods (uamt, pnt, int, pint)"
 
@@ -17,20 +20,6 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 IMAGE_UNITS = ("auto", "image", "slice")
 UAMT_TARGETS = ("pass", "mean")
-
-
-def _positive_int(text) -> int:
-    v = int(text)
-    if v < 1:
-        raise ValueError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _non_negative_int(text) -> int:
-    v = int(text)
-    if v < 0:
-        raise ValueError(f"expected an integer >= 0, got {v}")
-    return v
 
 
 def _unit_interval(text) -> float:
@@ -44,20 +33,6 @@ def _keep_ratio(text) -> float:
     v = float(text)
     if not 0.0 < v <= 1.0:
         raise ValueError(f"expected a fraction in (0, 1], got {v}")
-    return v
-
-
-def _non_negative(text) -> float:
-    v = float(text)
-    if not v >= 0.0:  # also refuses NaN
-        raise ValueError(f"expected a number >= 0, got {v}")
-    return v
-
-
-def _positive(text) -> float:
-    v = float(text)
-    if not v > 0.0:
-        raise ValueError(f"expected a positive number, got {v}")
     return v
 
 
