@@ -52,6 +52,16 @@ def pytest_configure(config):
                                        "nothing a variant changes: registration, tracing, input checks)")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is as fast, and immune to the OpenMP barrier stalls of a loaded machine
+    (a module opts in with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def device(request):
     """torch.device("cpu") under one CPU variant, or CUDA (parametrised in pytest_generate_tests)."""

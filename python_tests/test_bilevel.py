@@ -14,16 +14,9 @@ from noisyseg_ext.methods.meta import (MetaMaskNet, ce_tangent, head_prefixes, m
 from noisyseg_ext.nets import UNet, VNet, batch_stats_only
 from noisyseg_ext.ops import weighted_ce
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SEED_REAL = 11
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and immune to the OpenMP barrier stalls of a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 ALPHA = 0.7
 
 

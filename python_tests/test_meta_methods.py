@@ -21,13 +21,7 @@ from noisyseg_ext.training.config import make_config
 METHODS = ["mwnet", "l2rw", "mcpm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is as fast, and immune to the OpenMP barrier stalls of a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(n, size=16, dims=2, seed=0):
