@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "../common/count_valid.h"
 #include "../common/cpu_isa.h"
 #include "../common/pointers.h"
 #include "../common/scalar_types.h"
@@ -74,11 +75,8 @@ void pint_loss_forward(const PintArgs& a, const Launch& launch) {
     A grad_scale = A(1);
     if constexpr (Launch::kHostMemory) {  // prescale: the sums are read here, on the host
       if (a.prescale) {
-        double* partials = as_ptr<double>(a.partials);
-        launch.template strips<1, A>(a.N, a.S, a.parts, partials,
-                                     pint::CountValid<L>{as_ptr<const L>(a.target), a.C, a.ignore_index});
-        double count = 0;
-        for (int64_t p = 0; p < a.parts; ++p) count += partials[p];  // K = 1 a part here
+        const double count = count_valid_labels<A>(launch, as_ptr<const L>(a.target), a.N, a.S, a.C, a.ignore_index,
+                                                   a.parts, as_ptr<double>(a.partials));
         grad_scale = A(1.0 / count);
       }
     }

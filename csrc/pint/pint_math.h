@@ -439,22 +439,6 @@ struct LossForward {
   }
 };
 
-// Number of valid pixels (labels in [0, C), not ignore_index) in acc[0]: the count a prescaled
-// "mean" forward divides d loss / d s by (LossForward's pass counts labels out of range).
-template <typename L>
-struct CountValid {
-  const L* target; int64_t C, ignore_index;
-  // An integer count a strip (exact in A: a part holds about 2048 pixels): the float tree of
-  // strip_labels + strip_sum took a sixth of the loss pass's time.
-  template <int W, typename A>
-  NS_HD void strip(int64_t, int64_t, int64_t i, int len, A* acc) const {
-    const int64_t C = this->C, ignore = ignore_index;
-    int32_t n = 0;
-    for (int j = 0; j < len; ++j) n += int32_t(label_valid(target[i + j], C, ignore));
-    acc[0] += A(n);
-  }
-};
-
 // ---------------------------------------------------------------------------------------------
 // small steps around the passes (per image or per op, not per pixel)
 

@@ -11,6 +11,9 @@ struct WceArgs {
   int64_t N = 0, C = 0, S = 0, ignore_index = -100, parts = 1;
   // forward
   uintptr_t loss_map = 0, partials = 0;  // partials: (parts, 4) doubles
+  // forward, CPU only: with grad_x set, it also writes d loss / d x of the summed loss, divided by
+  // the number of valid labels (counted first) when grad_mean, i.e. the gradient of "mean"
+  bool grad_mean = false;
   // backward and double backward
   uintptr_t g = 0, gws = 0, ggx = 0, ggw = 0;
   int64_t g_stride = 1;

@@ -21,7 +21,7 @@ NOISYSEG_REGISTER_BINDINGS(weighted_ce) {
       .def_readwrite("ggx", &WceArgs::ggx).def_readwrite("ggw", &WceArgs::ggw)
       .def_readwrite("g_stride", &WceArgs::g_stride)
       .def_readwrite("grad_x", &WceArgs::grad_x).def_readwrite("grad_w", &WceArgs::grad_w)
-      .def_readwrite("grad_g", &WceArgs::grad_g);
+      .def_readwrite("grad_g", &WceArgs::grad_g).def_readwrite("grad_mean", &WceArgs::grad_mean);
 
   const auto release = py::call_guard<py::gil_scoped_release>();
   m.def("weighted_ce_forward", [](const WceArgs& a, int device, uintptr_t stream) {

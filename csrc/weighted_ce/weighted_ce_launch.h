@@ -1,8 +1,10 @@
 // weighted_ce: dtype dispatch and body construction, written once for both devices.
 #pragma once
 
+#include <stdexcept>
 #include <type_traits>
 
+#include "../common/count_valid.h"
 #include "../common/cpu_isa.h"
 #include "../common/launchers.h"
 #include "../common/pointers.h"
@@ -40,12 +42,30 @@ void wce_forward(const WceArgs& a, const Launch& launch) {
     using T = typename decltype(tf)::type;
     using L = typename decltype(tl)::type;
     using A = acc_t<T>;
+    constexpr int CC = decltype(cc)::value;
+    // The fused gradient (grad_x) only on the host: its "mean" scale is a count read back here
+    // before the pass, which on CUDA would synchronise (Python asks for it on the CPU only).
+    A grad_scale = A(1);
+    if constexpr (Launch::kHostMemory) {
+      if (a.grad_x != 0 && a.grad_mean)
+        grad_scale = A(1.0 / count_valid_labels<A>(launch, as_ptr<const L>(a.target), a.N, a.S, a.C, a.ignore_index,
+                                                   a.parts, as_ptr<double>(a.partials)));
+    } else if (a.grad_x != 0) {
+      throw std::invalid_argument("weighted_ce: the forward's fused gradient is CPU only");
+    }
     dispatch_bool(a.weight != 0, [&](auto weighted) {
       dispatch_bool(a.loss_map != 0, [&](auto map) {
-        wce::Forward<T, L, decltype(cc)::value, decltype(weighted)::value, decltype(map)::value> body{
-            as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
-            as_ptr<T>(a.loss_map), a.C, a.S, a.ignore_index};
-        launch.template rows_cols<4, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+        auto run = [&](auto grad) {
+          wce::Forward<T, L, CC, decltype(weighted)::value, decltype(map)::value, decltype(grad)::value> body{
+              as_ptr<const T>(a.x), as_ptr<const L>(a.target), as_ptr<const T>(a.weight),
+              as_ptr<T>(a.loss_map), a.C, a.S, a.ignore_index, as_ptr<T>(a.grad_x), grad_scale};
+          launch.template rows_cols<4, A>(a.N, a.S, a.parts, as_ptr<double>(a.partials), body);
+        };
+        // kGradX only for the CPU and without a loss map (the fused gradient is of a sum / mean)
+        if constexpr (Launch::kHostMemory && !decltype(map)::value) {
+          if (a.grad_x != 0) return run(std::true_type{});
+        }
+        run(std::false_type{});
       });
     });
   });

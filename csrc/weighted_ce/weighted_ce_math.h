@@ -132,7 +132,10 @@ NS_HD A grad_logit(A gw, A p, A onehot, bool valid) { return valid ? gw * (p - o
 // up to kTile pixels of one row inside (which vectorises). The launcher uses it when kTiled.
 constexpr int64_t kTile = 256;
 
-template <typename T, typename L, int CC, bool kWeight, bool kMap>
+// kGradX (CPU only): the forward also writes d loss / d x of the summed loss times grad_scale
+// (1, or 1 / the number of valid labels for "mean"), the values Backward writes for a scalar
+// upstream gradient g = grad_scale, from the same exp: loss.backward() then has no pass to make.
+template <typename T, typename L, int CC, bool kWeight, bool kMap, bool kGradX = false>
 struct Forward {
   using A = acc_t<T>;
   static constexpr bool kTiled = CC == 0;
@@ -141,10 +144,14 @@ struct Forward {
   const T* weight;                                 // (N, S), read when kWeight (else w = 1)
   T* loss_map;                                     // (N, S), written when kMap
   int64_t C, S, ignore_index;
+  T* grad_x = nullptr;                             // (N, C, S), written when kGradX
+  A grad_scale = A(1);
+
+  NS_HD A w_at(int64_t i) const { return kWeight ? load<A>(weight, i) : A(1); }
 
   // Sums: [w*CE, valid pixels, w over valid pixels, labels out of range]
   NS_HD Sums4<A> finish(int64_t i, bool valid, bool bad, A lse, A x_t) const {
-    const A w = kWeight ? load<A>(weight, i) : A(1);
+    const A w = w_at(i);
     const A v = valid ? w * (lse - x_t) : A(0);
     if (kMap) store(loss_map, i, v);
     return Sums4<A>{v, valid ? A(1) : A(0), valid ? w : A(0), bad ? A(1) : A(0)};
@@ -159,12 +166,29 @@ struct Forward {
     const int64_t Cn = CC > 0 ? CC : C;
     const int32_t y = label_class(target[i]);
     if constexpr (CC == 2) {
-      const A x0 = load<A>(x, n * 2 * S + s), x1 = load<A>(x, n * 2 * S + S + s);
+      const int64_t base = n * 2 * S + s;
+      const A x0 = load<A>(x, base), x1 = load<A>(x, base + S);
       // x_t only counts where the label is valid, i.e. y is 0 or 1
+      if constexpr (kGradX) {
+        // lse from the softmax's exp (two_class_lse's value: the larger score + log(1 + e))
+        const TwoClass<A> two(x0, x1);
+        const bool valid = label_valid(target[i], Cn, ignore_index);
+        const A gw = grad_scale * w_at(i);
+        store(grad_x, base, grad_logit(gw, two.p0(), A(y == 0), valid));
+        store(grad_x, base + S, grad_logit(gw, two.p1(), A(y == 1), valid));
+        return finish(i, (two.first ? x0 : x1) + ns_log1p_unit(two.e), y == 1 ? x1 : x0);
+      }
       return finish(i, two_class_lse(x0, x1), y == 1 ? x1 : x0);
     }
     A x_t;
-    const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + n * Cn * S + s, Cn, S}, y, x_t);
+    const int64_t base = n * Cn * S + s;
+    const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, y, x_t);
+    if constexpr (kGradX) {
+      const bool valid = label_valid(target[i], Cn, ignore_index);
+      const A gw = grad_scale * w_at(i);
+      for (int64_t c = 0; c < Cn; ++c)
+        store(grad_x, base + c * S, grad_logit(gw, ns_exp(load<A>(x, base + c * S) - lse), A(int32_t(c) == y), valid));
+    }
     return finish(i, lse, x_t);
   }
 
@@ -197,8 +221,24 @@ struct Forward {
     // forward took 10 ms instead of 5 (14 classes, 8 x 256^2, one thread).
     A v0[kTile], v1[kTile], v2[kTile], v3[kTile];
     for (int64_t j = 0; j < len; ++j) {
-      const Sums4<A> r = finish(i0 + j, ok[j] != 0, bad[j] != 0, lse_finish(m[j], sum[j]), x_t[j]);
+      m[j] = lse_finish(m[j], sum[j]);  // m holds lse from here on
+      const Sums4<A> r = finish(i0 + j, ok[j] != 0, bad[j] != 0, m[j], x_t[j]);
       v0[j] = r.s0; v1[j] = r.s1; v2[j] = r.s2; v3[j] = r.s3;
+    }
+    if constexpr (kGradX) {  // Backward::tile's last two loops, with g = grad_scale
+      A gw[kTile], valid[kTile];  // valid as 1 / 0: a bool array stops the vectoriser
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) {
+        valid[j] = ok[j] != 0 ? A(1) : A(0);
+        gw[j] = grad_scale * w_at(i0 + j);
+      }
+      T* gb = grad_x + n * C * S + s0;
+      for (int64_t c = 0; c < C; ++c) {
+        const int32_t c32 = int32_t(c);
+#pragma omp simd
+        for (int64_t j = 0; j < len; ++j)
+          store(gb + c * S, j, grad_logit(gw[j], ns_exp(load<A>(xb + c * S, j) - m[j]), A(c32 == y[j]), valid[j] != A(0)));
+      }
     }
     return Sums4<A>{strip_sum<kTile>(v0, int(len)), strip_sum<kTile>(v1, int(len)), strip_sum<kTile>(v2, int(len)),
                     strip_sum<kTile>(v3, int(len))};

@@ -183,6 +183,60 @@ def _bwd_bwd_fake(ggx, ggw, g, logits, target, weight, ignore_index):
 
 
 # ----------------------------------------------------------------------------------------------
+# forward with the gradient (CPU, plain eager mode: _direct)
+
+def _fused_grad_applies(logits: Tensor, target: Tensor, weight: Optional[Tensor], reduction: str) -> bool:
+    """Whether weighted_ce takes :class:`_ForwardWithGrad`: a "mean" or "sum" loss on the CPU whose
+    gradient with respect to the logits autograd will want, none with respect to the weight, and
+    nothing tracing (_direct.enabled_for)."""
+    return (reduction in ("mean", "sum") and logits.device.type == "cpu" and logits.requires_grad
+            and torch.is_grad_enabled() and not (weight is not None and weight.requires_grad)
+            and _direct.enabled_for(logits, target, weight))
+
+
+class _ForwardWithGrad(torch.autograd.Function):
+    """The CPU forward of a "mean" / "sum" loss that also writes d loss / d logits (for "mean"
+    divided by the number of non-ignored pixels, counted first) from the same exp, as pint_loss
+    does: ``loss.backward()`` then returns that tensor without a pass (any other upstream gradient:
+    one multiply). The values are the custom ops' bit for bit. A double backward
+    (``create_graph=True``) goes through ``noisyseg::weighted_ce_bwd``, which is differentiable.
+    The gradient's memory is taken at the forward instead of the backward."""
+
+    @staticmethod
+    def forward(ctx, logits, target, weight, ignore_index, reduction):
+        acc = _kernels.acc_dtype(logits.dtype)
+        grad_x = torch.empty_like(logits)
+        a = _args(logits, target, weight, ignore_index)
+        partials = torch.empty((a.parts, 4), dtype=torch.float64)  # every part writes its row
+        a.partials, a.grad_x, a.grad_mean = _kernels.ptr(partials), _kernels.ptr(grad_x), reduction == "mean"
+        _C.weighted_ce_forward(a, *_kernels.device_args(logits))
+        stats = partials.sum(0)  # as _fwd_impl
+        label_checks.record("weighted_ce", stats[3],
+                            lambda: _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index))
+        total = stats[0].to(acc)
+        ctx.save_for_backward(logits, target, weight, grad_x)
+        ctx.ignore_index, ctx.count = ignore_index, (stats[1] if reduction == "mean" else None)
+        # the same operations as weighted_ce's reductions after _fwd_impl (the same bits)
+        return (total / stats[1] if reduction == "mean" else total).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        logits, target, weight, grad_x = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: through the differentiable custom op
+            acc = _kernels.acc_dtype(logits.dtype)
+            g_sum = (g.to(torch.float64) / ctx.count if ctx.count is not None else g).to(acc)
+            gx, _ = torch.ops.noisyseg.weighted_ce_bwd(g_sum, torch.zeros((), dtype=acc), logits, target, weight,
+                                                       ctx.ignore_index, False)
+            return gx, None, None, None, None
+        if float(g) == 1.0:
+            # The usual loss.backward(): the forward's tensor is the gradient. Autograd may hand
+            # this saved tensor on as it is; should a hook change it in place, running this
+            # backward again (retain_graph) fails the saved tensor's version check.
+            return grad_x, None, None, None, None
+        return grad_x * g.to(grad_x.dtype), None, None, None, None
+
+
+# ----------------------------------------------------------------------------------------------
 # eager path (the baseline CPU variant's fallback, _kernels.EAGER_FALLBACKS)
 
 def _eager(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, reduction: str) -> Tensor:
@@ -268,6 +322,8 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
     if not _kernels.use_kernel("weighted_ce", logits.device):
         return reference.weighted_ce(logits, target, weight, ignore_index=ignore_index, reduction=reduction)
     args = (logits.contiguous(), target.contiguous(), _contig(weight), ignore_index, reduction == "none")
+    if _fused_grad_applies(logits, target, weight, reduction):
+        return _ForwardWithGrad.apply(*args[:4], reduction)
     fwd = _direct.pick_with_grad(_fwd_impl, _fwd_setup, _fwd_backward, torch.ops.noisyseg.weighted_ce_fwd, *args[:3])
     out, count, wsum = fwd(*args)
     if reduction == "none":
