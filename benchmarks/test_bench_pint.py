@@ -138,3 +138,27 @@ def test_eager(benchmark, case):
 
 def test_torch_compile(benchmark, case):
     _run(benchmark, case, compiled_loss(case[:2]), "torch.compile(eager composite)", False)
+
+
+if __name__ == "__main__":  # interleaved rounds (_interleaved.py): python test_bench_pint.py --rounds 200
+    from _interleaved import parse_args, report, time_interleaved, variant_cases
+
+    a = parse_args("PINT step, fused per CPU variant against the eager composite, interleaved")
+    for shape_name, (T, N, C, spatial) in SHAPES.items():
+        g = torch.Generator().manual_seed(0)
+        teacher = (torch.randn(T, N, C, *spatial, generator=g) * 2).to(a.device)
+        student = (torch.randn(N, C, *spatial, generator=g) * 2).to(a.device).requires_grad_()
+        target = torch.randint(0, C, (N, *spatial), generator=g).to(a.device)
+
+        def step(impl):
+            def run(i):
+                student.grad = None
+                impl(teacher, student, target, THRESHOLD, KEEP_RATIO, WEIGHT).backward()
+            return run
+
+        cases = {**variant_cases("fused", step(fused_loss)), **variant_cases("fused streaming", step(streaming_loss)),
+                 "eager composite": (step(eager_loss), None)}
+        rounds = a.rounds if shape_name == "2d" else max(10, a.rounds // 5)
+        t = time_interleaved(cases, rounds, warmup=5, device=a.device)
+        print(report(t, "eager composite", f"pint step {shape_name} T={T} N={N} C={C} {spatial} {a.device}, "
+                                           f"{torch.get_num_threads()} threads, {rounds} interleaved rounds"))

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _devices import DEVICE_PARAMS, run_pedantic, sync, trainer_steps
+from _devices import DEVICE_PARAMS, run_pedantic, trainer_steps
 from noisyseg_ext import weighted_ce
 from noisyseg_ext.training import Trainer, make_config
 
@@ -60,11 +60,12 @@ def test_hand_written_step(benchmark, setup, loss):
 
 
 def interleaved(rounds: int = 20, device: str = "cpu") -> dict[str, list[float]]:
-    """Seconds per step of the three variants, run in turn within each round (trainer, hand
-    cross_entropy, hand weighted_ce, then the next round), so that the load of a shared machine
-    falls on all three alike; pytest-benchmark runs each group's cases one after the other."""
+    """Seconds per step of the three variants, run in turn within each round (_interleaved.py),
+    so that the load of a shared machine falls on all three alike; pytest-benchmark runs each
+    group's cases one after the other."""
     import tempfile
-    import time
+
+    from _interleaved import time_interleaved
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(steps=10_000, batch=8, out=f"{tmp}/run", quiet=True, device=device, eval_every=10_000)
@@ -81,17 +82,9 @@ def interleaved(rounds: int = 20, device: str = "cpu") -> dict[str, list[float]]
                 opt.step()
             return step
 
-        steps = {"trainer": lambda i: trainer._train_step(batch, i), "hand cross_entropy": hand(F.cross_entropy),
-                 "hand weighted_ce": hand(weighted_ce)}
-        times: dict[str, list[float]] = {k: [] for k in steps}
-        for i in range(rounds + 3):
-            for name, fn in steps.items():
-                t0 = time.perf_counter()
-                fn(i)
-                sync(device)
-                if i >= 3:  # warm-up rounds
-                    times[name].append(time.perf_counter() - t0)
-        return times
+        steps = {"trainer": (lambda i: trainer._train_step(batch, i), None),
+                 "hand cross_entropy": (hand(F.cross_entropy), None), "hand weighted_ce": (hand(weighted_ce), None)}
+        return time_interleaved(steps, rounds, warmup=3, device=device)
 
 
 if __name__ == "__main__":

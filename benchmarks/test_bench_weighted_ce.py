@@ -101,3 +101,16 @@ def test_weighted_ce_fwd_bwd_weight_grad(benchmark, impl, device):
 
         step_w()
         run_pedantic(benchmark, step_w, device=device, rounds=ROUNDS[device], warmup_rounds=1)
+
+
+if __name__ == "__main__":  # interleaved rounds (_interleaved.py): python test_bench_weighted_ce.py --rounds 200
+    from _interleaved import parse_args, report, time_interleaved, variant_cases
+
+    a = parse_args("weighted_ce forward + backward, fused per CPU variant against eager, interleaved")
+    for shape in SHAPES:
+        x, y, w = make(shape, a.device, torch.float32)
+        cases = {**variant_cases("fused", lambda i: step(fused_loss, x, y, w)),
+                 "eager": (lambda i: step(eager_loss, x, y, w), None)}
+        t = time_interleaved(cases, a.rounds, device=a.device)
+        print(report(t, "eager", f"weighted_ce fwd+bwd {shape} float32 {a.device}, {torch.get_num_threads()} threads, "
+                                 f"{a.rounds} interleaved rounds"))

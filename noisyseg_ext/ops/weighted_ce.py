@@ -306,6 +306,9 @@ def weighted_ce(logits: Tensor, target: Tensor, weight: Optional[Tensor] = None,
     Returns:
         Tensor of logits' dtype: the map or a 0-dim loss. Differentiable twice with respect to
         logits and weight (``create_graph=True`` through the backward works, as meta-learning needs).
+        On the CPU a "mean" / "sum" loss whose logits need a gradient (and the weight none)
+        computes that gradient in the forward's pass and keeps it (one logits-sized tensor) until
+        the backward, which then has no pass to make.
 
     Raises:
         TypeError / ValueError for wrong dtypes, shapes, devices or a label outside [0, C).
