@@ -14,20 +14,15 @@
 namespace noisyseg {
 NOISYSEG_CPU_NAMESPACE_BEGIN
 
-struct CpuLauncher {
-  static constexpr bool kHostMemory = true;  // partials and outputs readable by the caller
+#if !defined(__CUDACC__)
+// rows x cols bodies, and the strips bodies of strip_launchers.h (e.g. count_valid.h's label count)
+struct CpuLauncher : CpuStripLauncher {
   template <int K, typename A, typename Body>
   void rows_cols(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
     cpu_rows_cols<K, A>(rows, cols, parts, partials, body);
   }
-#if !defined(__CUDACC__)
-  // strips bodies too (strip_launchers.h), e.g. count_valid.h's label count
-  template <int K, typename A, typename Body>
-  void strips(int64_t rows, int64_t cols, int64_t parts, double* partials, const Body& body) const {
-    cpu_strips<K, A>(rows, cols, parts, partials, body);
-  }
-#endif
 };
+#endif
 
 #if defined(__CUDACC__)
 struct CudaLauncher {

@@ -132,6 +132,24 @@ NS_HD A grad_logit(A gw, A p, A onehot, bool valid) { return valid ? gw * (p - o
 // up to kTile pixels of one row inside (which vectorises). The launcher uses it when kTiled.
 constexpr int64_t kTile = 256;
 
+#if !defined(__CUDACC__)
+// d(w CE)/dx of a tile's C classes (x, grad_x: class c at c * S + j), given each pixel's lse, g w,
+// label and validity (1 / 0: a bool array stops the vectoriser); Backward::tile and
+// Forward::tile with kGradX.
+template <typename T, typename A>
+inline void tile_grad_logits(const T* x, T* grad_x, int64_t C, int64_t S, int64_t len, const A* lse, const A* gw,
+                             const int32_t* t, const A* valid) {
+  for (int64_t c = 0; c < C; ++c) {
+    const int32_t c32 = int32_t(c);
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t k = c * S + j;
+      store(grad_x, k, grad_logit(gw[j], ns_exp(load<A>(x, k) - lse[j]), A(c32 == t[j]), valid[j] != A(0)));
+    }
+  }
+}
+#endif
+
 // kGradX (CPU only): the forward also writes d loss / d x of the summed loss times grad_scale
 // (1, or 1 / the number of valid labels for "mean"), the values Backward writes for a scalar
 // upstream gradient g = grad_scale, from the same exp: loss.backward() then has no pass to make.
@@ -183,12 +201,7 @@ struct Forward {
     A x_t;
     const int64_t base = n * Cn * S + s;
     const A lse = logsumexp_and_pick<A>(PixelScores<T, CC>{x + base, Cn, S}, y, x_t);
-    if constexpr (kGradX) {
-      const bool valid = label_valid(target[i], Cn, ignore_index);
-      const A gw = grad_scale * w_at(i);
-      for (int64_t c = 0; c < Cn; ++c)
-        store(grad_x, base + c * S, grad_logit(gw, ns_exp(load<A>(x, base + c * S) - lse), A(int32_t(c) == y), valid));
-    }
+    static_assert(!kGradX || CC == 2, "kGradX with a run-time class count: the CPU launcher calls tile()");
     return finish(i, lse, x_t);
   }
 
@@ -225,20 +238,14 @@ struct Forward {
       const Sums4<A> r = finish(i0 + j, ok[j] != 0, bad[j] != 0, m[j], x_t[j]);
       v0[j] = r.s0; v1[j] = r.s1; v2[j] = r.s2; v3[j] = r.s3;
     }
-    if constexpr (kGradX) {  // Backward::tile's last two loops, with g = grad_scale
-      A gw[kTile], valid[kTile];  // valid as 1 / 0: a bool array stops the vectoriser
+    if constexpr (kGradX) {  // as Backward::tile, with g = grad_scale
+      A gw[kTile], valid[kTile];
 #pragma omp simd
       for (int64_t j = 0; j < len; ++j) {
         valid[j] = ok[j] != 0 ? A(1) : A(0);
         gw[j] = grad_scale * w_at(i0 + j);
       }
-      T* gb = grad_x + n * C * S + s0;
-      for (int64_t c = 0; c < C; ++c) {
-        const int32_t c32 = int32_t(c);
-#pragma omp simd
-        for (int64_t j = 0; j < len; ++j)
-          store(gb + c * S, j, grad_logit(gw[j], ns_exp(load<A>(xb + c * S, j) - m[j]), A(c32 == y[j]), valid[j] != A(0)));
-      }
+      tile_grad_logits(xb, grad_x + n * C * S + s0, C, S, len, m, gw, y, valid);
     }
     return Sums4<A>{strip_sum<kTile>(v0, int(len)), strip_sum<kTile>(v1, int(len)), strip_sum<kTile>(v2, int(len)),
                     strip_sum<kTile>(v3, int(len))};
@@ -320,14 +327,7 @@ struct Backward {
       valid[j] = ok[j] != 0 ? A(1) : A(0);
       gw[j] = weight_grad_and_scale(i0 + j, lse[j] - x_t[j], ok[j] != 0);
     }
-    for (int64_t c = 0; c < C; ++c) {
-      const int32_t c32 = int32_t(c);
-#pragma omp simd
-      for (int64_t j = 0; j < len; ++j) {
-        const int64_t k = base + c * S + j;
-        store(grad_x, k, grad_logit(gw[j], ns_exp(load<A>(x, k) - lse[j]), A(c32 == t[j]), valid[j] != A(0)));
-      }
-    }
+    tile_grad_logits(x + base, grad_x + base, C, S, len, lse, gw, t, valid);
     return {};
   }
 #endif

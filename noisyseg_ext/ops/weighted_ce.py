@@ -53,15 +53,26 @@ def _fwd_impl(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_i
     logits, target, weight = logits.contiguous(), target.contiguous(), _contig(weight)
     acc = _kernels.acc_dtype(logits.dtype)
     loss_map = torch.empty(target.shape, dtype=logits.dtype, device=logits.device) if want_map else None
+    stats = _run_forward(logits, target, weight, ignore_index, loss_map=loss_map)
+    out = loss_map if want_map else stats[0].to(acc, copy=True)
+    return out, stats[1].clone(), stats[2].to(acc, copy=True)
+
+
+def _run_forward(logits: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: int, *,
+                 loss_map: Optional[Tensor] = None, grad_x: Optional[Tensor] = None, grad_mean: bool = False) -> Tensor:
+    """The forward kernel on contiguous inputs, writing loss_map (N, *spatial) and, on the CPU,
+    grad_x (like logits: d loss / d logits of the sum, or of the mean when grad_mean) where given.
+    Returns its sums (4,) float64: [sum w*CE, valid pixels, sum w over valid, labels out of
+    range]; a label out of range raises (label_checks)."""
     a = _args(logits, target, weight, ignore_index)
     partials = torch.zeros((a.parts, 4), dtype=torch.float64, device=logits.device)
     a.loss_map, a.partials = _kernels.ptr(loss_map), _kernels.ptr(partials)
+    a.grad_x, a.grad_mean = _kernels.ptr(grad_x), grad_mean
     _C.weighted_ce_forward(a, *_kernels.device_args(logits))
-    stats = partials.sum(0)  # [sum w*CE, valid pixels, sum w over valid, labels out of range]
+    stats = partials.sum(0)
     label_checks.record("weighted_ce", stats[3],
                         lambda: _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index))
-    out = loss_map if want_map else stats[0].to(acc, copy=True)
-    return out, stats[1].clone(), stats[2].to(acc, copy=True)
+    return stats
 
 
 _fwd = torch.library.custom_op("noisyseg::weighted_ce_fwd", _fwd_impl, mutates_args=())
@@ -206,13 +217,7 @@ class _ForwardWithGrad(torch.autograd.Function):
     def forward(ctx, logits, target, weight, ignore_index, reduction):
         acc = _kernels.acc_dtype(logits.dtype)
         grad_x = torch.empty_like(logits)
-        a = _args(logits, target, weight, ignore_index)
-        partials = torch.empty((a.parts, 4), dtype=torch.float64)  # every part writes its row
-        a.partials, a.grad_x, a.grad_mean = _kernels.ptr(partials), _kernels.ptr(grad_x), reduction == "mean"
-        _C.weighted_ce_forward(a, *_kernels.device_args(logits))
-        stats = partials.sum(0)  # as _fwd_impl
-        label_checks.record("weighted_ce", stats[3],
-                            lambda: _checks.raise_bad_label("weighted_ce", target, logits.shape[1], ignore_index))
+        stats = _run_forward(logits, target, weight, ignore_index, grad_x=grad_x, grad_mean=reduction == "mean")
         total = stats[0].to(acc)
         ctx.save_for_backward(logits, target, weight, grad_x)
         ctx.ignore_index, ctx.count = ignore_index, (stats[1] if reduction == "mean" else None)
